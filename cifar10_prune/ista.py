@@ -1,0 +1,95 @@
+"""ISTA on batch-norm gammas: the proximal SGD optimizer and the sparsity metrics it is judged by.
+
+After the plain gradient step, every penalized gamma is soft-thresholded,
+    gamma <- sign(gamma) * max(|gamma| - rho_l * lr_t * l1_penalty, 0),
+which drives gammas to exactly zero (ORIGINAL.md section 5).
+"""
+import keras
+import numpy as np
+from keras import ops
+
+from cifar10_prune import graph
+
+
+@keras.saving.register_keras_serializable(package="cifar10_prune")
+class ISTA(keras.optimizers.SGD):
+    """Plain SGD (no momentum) plus the L1 proximal step on chosen variables.
+
+    Args:
+      learning_rate: float or `keras.optimizers.schedules.LearningRateSchedule`; the threshold
+        uses the scheduled rate of the current step.
+      l1_penalty: lambda. 0 makes this exactly `keras.optimizers.SGD`.
+      penalties: {variable path: rho_l}, e.g. from `penalties(model)`. Other variables get
+        the plain gradient step.
+    """
+
+    def __init__(self, learning_rate=0.1, l1_penalty=0.0, penalties=None, name="ista", **kwargs):
+        kwargs.pop("momentum", None)
+        kwargs.pop("nesterov", None)
+        super().__init__(learning_rate=learning_rate, momentum=0.0, name=name, **kwargs)
+        if l1_penalty < 0:
+            raise ValueError("l1_penalty must be >= 0, got %r" % (l1_penalty,))
+        self.l1_penalty = float(l1_penalty)
+        self.penalties = {str(k): float(v) for k, v in (penalties or {}).items()}
+        self._rho = []
+
+    def build(self, variables):
+        if self.built:
+            return
+        super().build(variables)
+        paths = [v.path for v in variables]
+        unknown = set(self.penalties) - set(paths)
+        if unknown:
+            raise ValueError("ISTA penalties name variables the optimizer is not given: %s"
+                             % ", ".join(sorted(unknown)))
+        # Indexed like the optimizer's variables, so the lookup below is a Python constant.
+        self._rho = [self.penalties.get(p, 0.0) for p in paths]
+
+    def update_step(self, gradient, variable, learning_rate):
+        super().update_step(gradient, variable, learning_rate)
+        rho = self._rho[self._get_variable_index(variable)]
+        if rho and self.l1_penalty:
+            threshold = ops.cast(learning_rate, variable.dtype) * (rho * self.l1_penalty)
+            self.assign(variable, ops.sign(variable) *
+                        ops.maximum(ops.abs(variable) - threshold, 0.0))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(l1_penalty=self.l1_penalty, penalties=dict(self.penalties))
+        return config
+
+
+def penalties(model):
+    """{gamma variable path: rho_l} for every penalized batch norm of `model`."""
+    return {u.bn.gamma.path: u.bn.penalty_weight
+            for u in graph.units(model) if u.bn.penalty_weight > 0}
+
+
+def gamma_table(model):
+    """[(unit name, rho_l, raw gamma as numpy)] for every prunable layer of `model`."""
+    return [(u.name, u.bn.penalty_weight, ops.convert_to_numpy(u.bn.gamma))
+            for u in graph.units(model)]
+
+
+def sparsity(model):
+    """The original's logged metrics, from the raw gammas.
+
+    Returns (group_lasso, fake_sparsity, zeros) with
+      group_lasso   = sum_l rho_l * sum_c |gamma_lc|
+      fake_sparsity = sum_l rho_l * #(gamma_lc == 0) / sum_l rho_l * C_l
+      zeros         = {unit: (number of zero gammas, number of channels)}
+    """
+    lasso = zero_cost = total_cost = 0.0
+    zeros = {}
+    for name, rho, gamma in gamma_table(model):
+        n_zero = int(np.sum(gamma == 0))
+        lasso += rho * float(np.sum(np.abs(gamma)))
+        zero_cost += rho * n_zero
+        total_cost += rho * gamma.size
+        zeros[name] = (n_zero, gamma.size)
+    return lasso, (zero_cost / total_cost if total_cost else 0.0), zeros
+
+
+def format_zeros(zeros):
+    """One compact line: `zero gammas: g1b0c0 0/16 g1b1c0 3/16 ...`."""
+    return "zero gammas: " + " ".join("%s %d/%d" % (u, z, n) for u, (z, n) in zeros.items())

@@ -1,0 +1,65 @@
+"""The two custom layers: a batch norm that knows whether its gamma is pruned, and the conv that
+remains when all of its input channels have been pruned away."""
+import keras
+from keras import ops
+
+# The original's slim batch_norm: decay 0.999, epsilon 0.001, no zero-debias.
+BN_MOMENTUM = 0.999
+BN_EPSILON = 0.001
+
+
+@keras.saving.register_keras_serializable(package="cifar10_prune")
+class PrunableBatchNorm(keras.layers.BatchNormalization):
+    """Batch normalization whose gamma may carry an L1 (ISTA) penalty.
+
+    Args:
+      unit: name of the prunable layer this BN closes (a key of `ArchSpec.widths`), or None
+        for a BN whose channels are never pruned.
+      penalty_weight: rho_l, the per-layer weight of the L1 penalty on gamma. It is set from the
+        model's shapes by `costs.assign_penalty_weights`; 0 means not penalized.
+      scale: whether the layer has a gamma ("BN+gamma") or not ("BN-nogamma").
+    """
+
+    def __init__(self, unit=None, penalty_weight=0.0, scale=True, momentum=BN_MOMENTUM,
+                 epsilon=BN_EPSILON, **kwargs):
+        super().__init__(momentum=momentum, epsilon=epsilon, scale=scale, **kwargs)
+        if unit is not None and not scale:
+            raise ValueError("a prunable batch norm (unit=%r) needs a gamma (scale=True)" % unit)
+        self.unit = unit
+        self.penalty_weight = float(penalty_weight)
+
+    @property
+    def prunable(self):
+        return self.unit is not None
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(unit=self.unit, penalty_weight=self.penalty_weight)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="cifar10_prune")
+class EmptyConv2D(keras.layers.Layer):
+    """A conv all of whose input channels were pruned: it outputs zeros of the conv's shape.
+
+    What the removed channels contributed (a constant) has been folded into the following batch
+    norm's moving mean, so only the output shape matters. `reference` is any tensor carrying the
+    batch dimension (the model's images).
+    """
+
+    def __init__(self, filters, output_size, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = int(filters)
+        self.output_size = tuple(int(s) for s in output_size)
+
+    def call(self, reference):
+        batch = ops.shape(reference)[0]
+        return ops.zeros((batch,) + self.output_size + (self.filters,), dtype=self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0],) + self.output_size + (self.filters,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(filters=self.filters, output_size=self.output_size)
+        return config

@@ -1,0 +1,107 @@
+"""resnet20 and cnn4, built from an `ArchSpec` so that dense and pruned models share one builder.
+
+Both follow the original exactly (ORIGINAL.md section 3): convs without bias and with
+Glorot-uniform kernels, SAME padding unless stated, each followed by batch norm (decay 0.999,
+epsilon 0.001); weight decay `wd * sum(w**2) / 2` on every resnet20 kernel.
+"""
+import keras
+
+from cifar10_prune import costs
+from cifar10_prune.layers import EmptyConv2D, PrunableBatchNorm
+from cifar10_prune.spec import ArchSpec
+
+IMAGE_SHAPE = (32, 32, 3)
+NUM_CLASSES = 10
+
+# The original's rho for cnn4 counts the layer after conv3 (fc1, 4x4) with a 3x3 kernel.
+# Kept so that rho, group lasso and the pruning results match the original's.
+_NEXT_KERNEL_QUIRKS = {"resnet20": {}, "cnn4": {"conv3": (3, 3)}}
+
+
+def build_model(spec, weight_decay=0.0005):
+    """The functional Keras model described by `spec`, with its ISTA weights rho_l assigned.
+
+    Args:
+      spec: an `ArchSpec` (use `ArchSpec.dense(name)` for the unpruned model).
+      weight_decay: L2 weight of resnet20's kernels (cnn4 has none, as in the original).
+    """
+    if not isinstance(spec, ArchSpec):
+        raise TypeError("build_model takes an ArchSpec, e.g. ArchSpec.dense('resnet20')")
+    builder = {"resnet20": _resnet20, "cnn4": _cnn4}[spec.model]
+    model = builder(spec.widths, weight_decay)
+    costs.assign_penalty_weights(model, _NEXT_KERNEL_QUIRKS[spec.model])
+    return model
+
+
+class _Builder:
+    """Small helpers shared by both architectures."""
+
+    def __init__(self, weight_decay):
+        self.images = keras.Input(IMAGE_SHAPE, name="images")
+        # keras' L2(l) adds l * sum(w**2); the original adds wd * sum(w**2) / 2.
+        self.regularizer = keras.regularizers.L2(weight_decay / 2) if weight_decay else None
+
+    def conv(self, x, filters, kernel, name, strides=1, padding="same", output_size=None):
+        """A conv, or an `EmptyConv2D` when its input has no channels left (x is None)."""
+        if x is None:
+            return EmptyConv2D(filters, output_size, name=name)(self.images)
+        return keras.layers.Conv2D(filters, kernel, strides=strides, padding=padding,
+                                   use_bias=False, kernel_initializer="glorot_uniform",
+                                   kernel_regularizer=self.regularizer, name=name)(x)
+
+    def logits(self, x):
+        x = PrunableBatchNorm(name="softmax_linear_bn")(x)  # has gamma, never penalized
+        # float32 logits also under a mixed-precision policy.
+        return keras.layers.Reshape((NUM_CLASSES,), name="squeeze", dtype="float32")(x)
+
+
+def _resnet20(widths, weight_decay):
+    b = _Builder(weight_decay)
+    x = b.conv(b.images, 16, 3, "first_conv")
+    x = PrunableBatchNorm(scale=False, name="first_conv_bn")(x)
+    x = keras.layers.ReLU(name="first_conv_relu")(x)
+    size = IMAGE_SHAPE[0]
+    for group, width in enumerate((16, 32, 64), start=1):
+        for block in range(3):
+            unit = "g%db%dc0" % (group, block)
+            prefix = unit[:-2]
+            stride = 2 if group > 1 and block == 0 else 1
+            size //= stride
+            h = None  # c0 pruned away entirely: c1 sees no channels
+            if widths[unit]:
+                h = b.conv(x, widths[unit], 3, unit, strides=stride)
+                h = PrunableBatchNorm(unit=unit, name=unit + "_bn")(h)
+                h = keras.layers.ReLU(name=unit + "_relu")(h)
+            h = b.conv(h, width, 3, prefix + "c1", output_size=(size, size))
+            h = PrunableBatchNorm(scale=False, name=prefix + "c1_bn")(h)  # no ReLU
+            shortcut = x
+            if stride == 2:
+                shortcut = b.conv(x, width, 2, prefix + "shortcut", strides=2)
+                shortcut = PrunableBatchNorm(scale=False, name=prefix + "shortcut_bn")(shortcut)
+            x = keras.layers.Add(name=prefix + "add")([shortcut, h])  # no ReLU after the sum
+    x = keras.layers.AveragePooling2D(8, padding="valid", name="avg_pool")(x)
+    x = b.conv(x, NUM_CLASSES, 1, "softmax_linear")
+    return keras.Model(b.images, b.logits(x), name="resnet20")
+
+
+def _cnn4(widths, weight_decay):
+    del weight_decay  # the original's cnn4 has none
+    b = _Builder(0.0)
+    x, size = b.images, IMAGE_SHAPE[0]
+    for unit, kernel in (("conv1", 5), ("conv2", 5), ("conv3", 3)):
+        if widths[unit]:
+            x = b.conv(x, widths[unit], kernel, unit, output_size=(size, size))
+            x = PrunableBatchNorm(unit=unit, name=unit + "_bn")(x)
+            x = keras.layers.ReLU(name=unit + "_relu")(x)
+            x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name=unit + "_pool")(x)
+        else:
+            x = None  # everything up to here feeds nothing and drops out of the model
+        size = (size + 1) // 2
+    if widths["fc1"]:
+        x = b.conv(x, widths["fc1"], size, "fc1", padding="valid", output_size=(1, 1))
+        x = PrunableBatchNorm(unit="fc1", name="fc1_bn")(x)
+        x = keras.layers.ReLU(name="fc1_relu")(x)
+    else:
+        x = None
+    x = b.conv(x, NUM_CLASSES, 1, "softmax_linear", output_size=(1, 1))
+    return keras.Model(b.images, b.logits(x), name="cnn4")

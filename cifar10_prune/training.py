@@ -1,0 +1,157 @@
+"""The training stage: compiled SGD/ISTA steps, the EMA, checkpoints, logs and summaries."""
+import datetime
+import math
+import os
+import time
+
+import keras
+import tensorflow as tf
+
+from cifar10_prune import ista, summaries
+from cifar10_prune.ema import ExponentialMovingAverage
+
+CHECKPOINT_NAME = "model.ckpt"
+NUM_TRAIN_EXAMPLES = 50000
+EPOCHS_PER_DECAY = 350
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. the loss became NaN)."""
+
+
+def learning_rate_schedule(learning_rate, batch_size):
+    """The original's staircase decay: lr * 0.1 ** floor(step / int(50000 / batch_size * 350))."""
+    decay_steps = int(NUM_TRAIN_EXAMPLES / batch_size * EPOCHS_PER_DECAY)
+    return keras.optimizers.schedules.ExponentialDecay(
+        learning_rate, decay_steps=decay_steps, decay_rate=0.1, staircase=True)
+
+
+def make_checkpoint(model, ema, optimizer=None, gamma_rescale=None):
+    """The one checkpoint layout every stage writes and reads: model (raw weights), ema
+    (their averages), and when training, the optimizer (global step) and the gamma rescale."""
+    parts = {"model": model, "ema": ema}
+    if optimizer is not None:
+        parts["optimizer"] = optimizer
+    if gamma_rescale is not None:
+        parts["gamma_rescale"] = gamma_rescale
+    return tf.train.Checkpoint(**parts)
+
+
+def checkpoint_manager(checkpoint, directory, max_to_keep=5):
+    """Checkpoints named `model.ckpt-<global step>`, as the original's."""
+    return tf.train.CheckpointManager(checkpoint, directory, max_to_keep=max_to_keep,
+                                      checkpoint_name=CHECKPOINT_NAME)
+
+
+def restore_averaged(model, path):
+    """Load checkpoint `path` into `model` and replace its trainable weights by their moving
+    averages, as the original's eval does. Returns the EMA object."""
+    ema = ExponentialMovingAverage(model.trainable_variables)
+    make_checkpoint(model, ema).read(path).expect_partial()
+    ema.copy_to_variables()
+    return ema
+
+
+class Trainer:
+    """Owns one stage's model, optimizer, EMA and checkpoints in `train_dir`.
+
+    The global step is `optimizer.iterations`; it is saved, so a rerun resumes where the last
+    checkpoint left off.
+    """
+
+    def __init__(self, model, optimizer, train_dir, save_checkpoint_secs=600, log=print):
+        self.model, self.optimizer, self.train_dir = model, optimizer, train_dir
+        self.log = log
+        self.save_checkpoint_secs = save_checkpoint_secs
+        optimizer.build(model.trainable_variables)
+        self.ema = ExponentialMovingAverage(model.trainable_variables)
+        # The gamma-W rescaling factor in effect in the saved weights (1.0: none); see rescale.py.
+        self.gamma_rescale = tf.Variable(1.0, trainable=False, name="gamma_rescale")
+        self.checkpoint = make_checkpoint(model, self.ema, optimizer, self.gamma_rescale)
+        self.manager = checkpoint_manager(self.checkpoint, train_dir)
+        self._run = None
+
+    @property
+    def step(self):
+        return int(self.optimizer.iterations.numpy())
+
+    def restore(self):
+        """Resume from the newest checkpoint in train_dir, if any; returns its path or None."""
+        path = self.manager.latest_checkpoint
+        if path:
+            # A stage's step-0 checkpoint (written by compression) has no optimizer state.
+            self.checkpoint.read(path).expect_partial()
+        return path
+
+    def save(self):
+        return self.manager.save(checkpoint_number=self.step)
+
+    def _compile(self):
+        model, optimizer, ema = self.model, self.optimizer, self.ema
+        xent = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+        def one_step(images, labels):
+            with tf.GradientTape() as tape:
+                logits = model(images, training=True)
+                loss = xent(labels, logits)
+                if model.losses:  # resnet20's weight decay
+                    loss += tf.add_n(model.losses)
+            grads = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply(grads, model.trainable_variables)
+            ema.update(optimizer.iterations)
+            return loss
+
+        @tf.function
+        def run(iterator, num_steps):
+            # Several steps per call keep Python out of the loop; stop at the first bad loss.
+            first = one_step(*next(iterator))
+            last = first
+            for _ in tf.range(num_steps - 1):
+                if not tf.math.is_finite(last):
+                    break
+                last = one_step(*next(iterator))
+            return first, last
+
+        return run
+
+    def fit(self, dataset, max_steps, log_frequency, batch_size):
+        """Train until the global step reaches `max_steps`, logging every `log_frequency` steps
+        the original's line (loss, group lasso and fake sparsity are those of the logged step,
+        before its update). Saves at the end and every `save_checkpoint_secs`."""
+        if self._run is None:
+            self._run = self._compile()
+        writer = tf.summary.create_file_writer(self.train_dir)
+        iterator = iter(dataset)
+        last_save, first_chunk = time.time(), True
+        while self.step < max_steps:
+            step = self.step
+            num = min(log_frequency - step % log_frequency, max_steps - step)
+            lasso, fake, zeros = ista.sparsity(self.model)
+            lr = float(self.optimizer.learning_rate)
+            start = time.time()
+            first, last = (float(v) for v in self._run(iterator, tf.constant(num)))
+            duration = time.time() - start
+            if not (math.isfinite(first) and math.isfinite(last)):
+                good = self.manager.latest_checkpoint or "none yet"
+                raise TrainingError("loss is %s at step %d; training stopped. The last good "
+                                    "checkpoint is %s" % (last if math.isfinite(first) else first,
+                                                          self.step - 1, good))
+            if step % log_frequency == 0 or first_chunk:
+                self.log("%s: step %d, loss = %.2f, group lasso = %.2f, fake sparsity = %.2f, "
+                         "(%.1f examples/sec; %.3f sec/batch)"
+                         % (datetime.datetime.now(), step, first, lasso, fake,
+                            num * batch_size / duration, duration / num))
+                if zeros:
+                    self.log(ista.format_zeros(zeros))
+                values = {"loss": first, "learning_rate": lr, "group_lasso": lasso,
+                          "fake_sparsity": fake}
+                values.update({"zero_gammas/" + u: z for u, (z, _) in zeros.items()})
+                summaries.scalars(writer, step, values)
+            first_chunk = False
+            if time.time() - last_save >= self.save_checkpoint_secs:
+                self.save()
+                last_save = time.time()
+        if self.manager.latest_checkpoint != os.path.join(
+                self.train_dir, "%s-%d" % (CHECKPOINT_NAME, self.step)):
+            self.save()
+        return self.step
