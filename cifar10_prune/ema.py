@@ -40,6 +40,10 @@ class ExponentialMovingAverage(tf.Module):
         """{variable path: averaged value as numpy}."""
         return {v.path: s.numpy() for v, s in zip(self._variables, self.shadows)}
 
+    def shadow_by_path(self):
+        """{variable path: its shadow tf.Variable}."""
+        return {v.path: s for v, s in zip(self._variables, self.shadows)}
+
     def copy_to_variables(self):
         """Overwrite the variables with their averages (for evaluation and export only)."""
         for var, shadow in zip(self._variables, self.shadows):

@@ -85,3 +85,12 @@ def units(model):
                                  % (layer.name, type(conv).__name__))
             found.append(Unit(layer.unit, conv, layer, consumers(model, layer)))
     return found
+
+
+def bn_after(model, conv):
+    """The batch norm that normalizes `conv`'s output."""
+    after = _outbound_layers(model, conv)
+    if len(after) != 1 or not isinstance(after[0], keras.layers.BatchNormalization):
+        raise GraphError("%s must be followed by exactly one batch norm to absorb pruned "
+                         "channels; it feeds %s" % (conv.name, [l.name for l in after]))
+    return after[0]

@@ -1,0 +1,26 @@
+"""What the entry points share: turning this package's errors into one clear line and exit 1."""
+import sys
+
+from absl import app, flags, logging
+
+from cifar10_prune.data import DataError
+from cifar10_prune.graph import GraphError
+from cifar10_prune.spec import ArchitectureError
+from cifar10_prune.stages import StageError
+from cifar10_prune.training import TrainingError
+
+# Problems with the user's input or files: reported without a traceback.
+USER_ERRORS = (DataError, ArchitectureError, GraphError, StageError, TrainingError)
+
+
+def run(main):
+    """`absl.app.run(main)`, reporting USER_ERRORS as `error: <message>` and exit status 1."""
+    def guarded(argv):
+        if not flags.FLAGS["verbosity"].present:
+            logging.set_verbosity(logging.WARNING)  # TF's INFO lines would bury the log
+        try:
+            return main(argv)
+        except USER_ERRORS as e:
+            print("error: %s" % e, file=sys.stderr, flush=True)
+            sys.exit(1)
+    app.run(guarded)

@@ -1,0 +1,68 @@
+"""Evaluate a stage's checkpoint with its averaged weights (the original cifar10_eval.py).
+
+    python -m cifar10_prune.eval --checkpoint_version 2
+
+Prints `total params: N`, then `<time>: precision @ 1 = ...` and `<time>: test loss = ...`.
+"""
+import datetime
+import os
+import time
+
+import tensorflow as tf
+from absl import flags
+
+from cifar10_prune import cli, costs, data, evaluation, models, stages, summaries, training
+from cifar10_prune.flags.eval import define_eval_flags
+from cifar10_prune.recalibrate import recalibrate_bn
+from cifar10_prune.spec import ArchSpec, width_table
+
+define_eval_flags()
+FLAGS = flags.FLAGS
+
+
+def evaluate_checkpoint(spec, path, dataset, writer):
+    model = models.build_model(spec, FLAGS.weight_decay)
+    try:
+        training.restore_averaged(model, path)
+    except (ValueError, tf.errors.OpError) as e:
+        raise stages.StageError("%s does not fit the %s architecture (%s); is --is_compressed "
+                                "right for this stage?" % (path, spec.model, e)) from None
+    print("total params: %d" % costs.param_count(model))
+    if spec != ArchSpec.dense(spec.model):
+        print("channels kept: " + ", ".join(width_table(ArchSpec.dense(spec.model), spec)))
+    if FLAGS.recalibrate_bn:
+        train = data.train_dataset(FLAGS.data_dir, FLAGS.batch_size, source=FLAGS.dataset_source)
+        recalibrate_bn(model, train, FLAGS.recalibrate_bn)
+    precision, loss, _ = evaluation.evaluate(model, dataset)
+    print("%s: precision @ 1 = %.4f" % (datetime.datetime.now(), precision))
+    print("%s: test loss = %.4f" % (datetime.datetime.now(), loss), flush=True)
+    step = int(path.rsplit("-", 1)[1])
+    summaries.scalars(writer, step, {"precision_at_1": precision, "test_loss": loss,
+                                     "total_params": costs.param_count(model)})
+
+
+def main(argv):
+    del argv
+    directory = stages.stage_dir(FLAGS.checkpoint_dir, FLAGS.checkpoint_version)
+    spec = stages.spec_for_eval(directory, FLAGS.model, FLAGS.is_compressed)
+    dataset, _ = data.eval_dataset(FLAGS.data_dir, FLAGS.batch_size, FLAGS.eval_data,
+                                   FLAGS.num_examples, source=FLAGS.dataset_source)
+    os.makedirs(FLAGS.eval_dir, exist_ok=True)
+    writer = tf.summary.create_file_writer(FLAGS.eval_dir)
+    done = None
+    while True:
+        path = stages.checkpoint_path(directory, FLAGS.checkpoint_iter)
+        if path != done:
+            evaluate_checkpoint(spec, path, dataset, writer)
+            done = path
+        if FLAGS.run_once:
+            break
+        time.sleep(FLAGS.eval_interval_secs)
+
+
+def run():
+    cli.run(main)
+
+
+if __name__ == "__main__":
+    run()

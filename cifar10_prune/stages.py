@@ -1,0 +1,130 @@
+"""Stage directories: stage v lives in `<base>_<v>` with its checkpoints and architecture.json.
+
+Stage 0 starts from scratch; stage v > 0 starts from the compressed model (`model.ckpt-0` plus
+architecture.json) that the end of stage v-1 wrote into its directory.
+"""
+import os
+import shutil
+import tempfile
+
+import tensorflow as tf
+
+from cifar10_prune import costs, rebuild, spec as spec_lib, training
+from cifar10_prune.ema import ExponentialMovingAverage
+from cifar10_prune.spec import ARCHITECTURE_FILE, ArchSpec
+
+
+class StageError(ValueError):
+    """A stage directory is missing, inconsistent, or would be overwritten."""
+
+
+def stage_dir(base, version):
+    return "%s_%d" % (base, version)
+
+
+def _has_architecture(directory):
+    return os.path.exists(os.path.join(directory, ARCHITECTURE_FILE))
+
+
+def _train_command(base, version):
+    return ("python -m cifar10_prune.train --train_dir %s --checkpoint_version %d "
+            "(with that stage's --l1_penalty/--max_steps)" % (base, version))
+
+
+def spec_for_training(base, version, model, model_explicit=False):
+    """The architecture stage `version` trains: dense `model` for a new stage 0, otherwise the
+    one stored in its directory. Raises StageError naming the fix when it is missing."""
+    directory = stage_dir(base, version)
+    if _has_architecture(directory):
+        spec = ArchSpec.load(directory)
+        if model_explicit and spec.model != model:
+            raise StageError("--model %s, but %s holds a %s stage; drop --model or use another "
+                             "--train_dir" % (model, directory, spec.model))
+        return spec
+    if version == 0:
+        if tf.train.latest_checkpoint(directory):
+            raise StageError("%s has checkpoints but no %s; it was not written by this package"
+                             % (directory, ARCHITECTURE_FILE))
+        return ArchSpec.dense(model)
+    raise StageError(
+        "stage %d starts from the compressed model that stage %d writes into %s, but %s has no "
+        "%s. Produce it first with:\n  %s"
+        % (version, version - 1, directory, directory, ARCHITECTURE_FILE,
+           _train_command(base, version - 1)))
+
+
+def spec_for_eval(directory, model, is_compressed):
+    """The architecture to evaluate a checkpoint of `directory` with."""
+    if not is_compressed:
+        return ArchSpec.dense(model)
+    if not _has_architecture(directory):
+        raise StageError("%s has no %s (written when a stage starts or is compressed); check "
+                         "--checkpoint_dir/--checkpoint_version, or pass --is_compressed=false "
+                         "to evaluate it as the dense --model" % (directory, ARCHITECTURE_FILE))
+    return ArchSpec.load(directory)
+
+
+def checkpoint_path(directory, iteration=-1):
+    """`directory/model.ckpt-<iteration>`, or the newest checkpoint for iteration -1."""
+    if iteration < 0:
+        path = tf.train.latest_checkpoint(directory)
+        if not path:
+            raise StageError("no checkpoint found in %s; train that stage first, or check "
+                             "--checkpoint_dir and --checkpoint_version" % directory)
+        return path
+    path = os.path.join(directory, "%s-%d" % (training.CHECKPOINT_NAME, iteration))
+    if not tf.io.gfile.exists(path + ".index"):
+        state = tf.train.get_checkpoint_state(directory)
+        have = [os.path.basename(p) for p in state.all_model_checkpoint_paths] if state else []
+        raise StageError("no checkpoint %s; %s holds %s" % (path, directory, have or "none"))
+    return path
+
+
+def write_compressed(base, version, spec, model, averages, weight_decay, source,
+                     recalibrate=None, log=print):
+    """Compress the end of stage `version` and write it as stage `version + 1`.
+
+    Writes `model.ckpt-0` and architecture.json into a temporary directory that is renamed into
+    place, so a failure leaves nothing half-written. An existing non-empty next stage is never
+    overwritten: if it is the compression of this same `source` checkpoint it is left as is,
+    otherwise StageError. `recalibrate(new_model)`, if given, runs before saving.
+    Returns the new ArchSpec.
+    """
+    target = stage_dir(base, version + 1)
+    source = os.path.abspath(source)
+    if os.path.isdir(target) and os.listdir(target):
+        if _has_architecture(target):
+            record = spec_lib.read_extra(target)
+            latest = tf.train.latest_checkpoint(target) or ""
+            if record.get("source") == source and latest.endswith("-0"):
+                log("%s already holds the compression of %s; left as is" % (target, source))
+                return ArchSpec.load(target)
+        raise StageError("%s already holds a later stage (not the compression of %s); refusing "
+                         "to overwrite it. Move or delete it to compress again."
+                         % (target, source))
+
+    new_spec, new_model = rebuild.compress(spec, model, averages, weight_decay)
+    log("compressed %s (total params %d -> %d, conv multiply-adds %d -> %d):"
+        % (source, costs.param_count(model), costs.param_count(new_model),
+           costs.conv_flops(model), costs.conv_flops(new_model)))
+    for line in spec_lib.width_table(spec, new_spec):
+        log("  " + line)
+    if recalibrate is not None:
+        recalibrate(new_model)
+
+    parent = os.path.dirname(os.path.abspath(target))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".%s.tmp-" % os.path.basename(target), dir=parent)
+    try:
+        ema = ExponentialMovingAverage(new_model.trainable_variables)
+        manager = training.checkpoint_manager(training.make_checkpoint(new_model, ema), tmp)
+        manager.save(checkpoint_number=0)
+        new_spec.save(tmp, source=source, parent_stage=version)
+        if os.path.isdir(target):
+            os.rmdir(target)  # empty, e.g. made by `mkdir` as the original README does
+        os.rename(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log("wrote stage %d to %s" % (version + 1, target))
+    return new_spec

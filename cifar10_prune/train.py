@@ -1,0 +1,58 @@
+"""Train one stage of the recipe (the original cifar10_train.py).
+
+    python -m cifar10_prune.train --l1_penalty 0.001 --max_steps 30000 --checkpoint_version 0
+
+Stage v trains in train_dir_v, resuming from its newest checkpoint, until global step max_steps;
+with --squeeze_model it then removes the channels whose gamma is exactly zero and writes the
+narrower model as stage v+1 (train_dir_{v+1}/model.ckpt-0 + architecture.json).
+"""
+import os
+
+import tensorflow as tf
+from absl import flags
+
+from cifar10_prune import cli, data, ista, models, rescale, stages, training
+from cifar10_prune.flags.train import define_train_flags
+from cifar10_prune.recalibrate import recalibrate_bn
+
+define_train_flags()
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    del argv
+    tf.debugging.set_log_device_placement(FLAGS.log_device_placement)
+    version = FLAGS.checkpoint_version
+    train_dir = stages.stage_dir(FLAGS.train_dir, version)
+    spec = stages.spec_for_training(FLAGS.train_dir, version, FLAGS.model, FLAGS["model"].present)
+    dataset = data.train_dataset(FLAGS.data_dir, FLAGS.batch_size, source=FLAGS.dataset_source)
+
+    model = models.build_model(spec, FLAGS.weight_decay)
+    optimizer = ista.ISTA(training.learning_rate_schedule(FLAGS.learning_rate, FLAGS.batch_size),
+                          l1_penalty=FLAGS.l1_penalty, penalties=ista.penalties(model))
+    trainer = training.Trainer(model, optimizer, train_dir, FLAGS.save_checkpoint_secs)
+    os.makedirs(train_dir, exist_ok=True)
+    if not os.path.exists(os.path.join(train_dir, "architecture.json")):
+        spec.save(train_dir)
+    resumed = trainer.restore()
+    print("stage %d in %s: %s, %s" % (version, train_dir, spec.model,
+          "resuming from %s (step %d)" % (resumed, trainer.step) if resumed else "from scratch"))
+    rescale.begin_stage(trainer, FLAGS.gamma_rescale)
+
+    trainer.fit(dataset, FLAGS.max_steps, FLAGS.log_frequency, FLAGS.batch_size)
+
+    if FLAGS.squeeze_model:
+        rescale.end_stage(trainer)
+        recalibrate = None
+        if FLAGS.recalibrate_bn:
+            recalibrate = lambda m: recalibrate_bn(m, dataset, FLAGS.recalibrate_bn)  # noqa: E731
+        stages.write_compressed(FLAGS.train_dir, version, spec, model, trainer.ema.averages(),
+                                FLAGS.weight_decay, trainer.manager.latest_checkpoint, recalibrate)
+
+
+def run():
+    cli.run(main)
+
+
+if __name__ == "__main__":
+    run()

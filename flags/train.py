@@ -1,0 +1,40 @@
+"""Flags of `python -m cifar10_prune.train` (the original cifar10_train.py)."""
+from absl import flags
+
+from cifar10_prune.flags.common import define_common
+
+
+def define_train_flags(fv=flags.FLAGS):
+    define_common(fv)
+    flags.DEFINE_string("train_dir", "/tmp/cifar10_train",
+                        "Base directory of the stages; stage v writes train_dir + '_' + v.",
+                        flag_values=fv)
+    flags.DEFINE_integer("max_steps", 100000, "Global step at which the stage stops.",
+                         lower_bound=0, flag_values=fv)
+    flags.DEFINE_integer("log_frequency", 100, "How often to log results to the console.",
+                         lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("checkpoint_version", 0, "Stage to train.", lower_bound=0,
+                         flag_values=fv)
+    flags.DEFINE_float("l1_penalty", 0.005, "Lambda of the L1 (ISTA) penalty on BN gammas.",
+                       lower_bound=0.0, flag_values=fv)
+    flags.DEFINE_float("learning_rate", 0.1, "Initial learning rate.", lower_bound=0.0,
+                       flag_values=fv)
+    flags.DEFINE_boolean("squeeze_model", True,
+                         "At the end of the stage remove the channels whose gamma is zero and "
+                         "write the compressed model as stage v+1.", flag_values=fv)
+    flags.DEFINE_boolean("log_device_placement", False, "Whether to log device placement.",
+                         flag_values=fv)
+    flags.DEFINE_string("checkpoint_dir", "/tmp/cifar10_train_0",
+                        "Unused, as in the original (stages are read from train_dir).",
+                        flag_values=fv)
+    flags.DEFINE_integer("base_stride", 192, "Unused, as in the original.", flag_values=fv)
+    flags.DEFINE_float("gamma_rescale", 1.0,
+                       "gamma-W rescaling alpha of the paper (not in the original CIFAR code): "
+                       "at the start of the stage multiply penalized gammas and betas by alpha "
+                       "and the next conv's kernel by 1/alpha; undone before compression. "
+                       "1.0 = off.", flag_values=fv)
+    flags.register_validator("gamma_rescale", lambda v: v > 0,
+                             message="--gamma_rescale must be > 0 (1.0 = off)", flag_values=fv)
+    flags.DEFINE_integer("save_checkpoint_secs", 600,
+                         "Also save a checkpoint this often (the original's default).",
+                         lower_bound=1, flag_values=fv)
