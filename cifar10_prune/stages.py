@@ -85,23 +85,33 @@ def write_compressed(base, version, spec, model, averages, weight_decay, source,
     """Compress the end of stage `version` and write it as stage `version + 1`.
 
     Writes `model.ckpt-0` and architecture.json into a temporary directory that is renamed into
-    place, so a failure leaves nothing half-written. An existing non-empty next stage is never
-    overwritten: if it is the compression of this same `source` checkpoint it is left as is,
-    otherwise StageError. `recalibrate(new_model)`, if given, runs before saving.
+    place, so a failure leaves nothing half-written. An existing next stage is never overwritten
+    once trained: if it is the compression of this same `source` checkpoint it is left as is; if
+    it is the untrained compression of an earlier checkpoint of the same stage (the stage was
+    resumed to a higher max_steps) it is replaced, saying so; otherwise StageError.
+    `recalibrate(new_model)`, if given, runs before saving.
     Returns the new ArchSpec.
     """
     target = stage_dir(base, version + 1)
     source = os.path.abspath(source)
+    replace = False
     if os.path.isdir(target) and os.listdir(target):
-        if _has_architecture(target):
-            record = spec_lib.read_extra(target)
-            latest = tf.train.latest_checkpoint(target) or ""
-            if record.get("source") == source and latest.endswith("-0"):
-                log("%s already holds the compression of %s; left as is" % (target, source))
-                return ArchSpec.load(target)
-        raise StageError("%s already holds a later stage (not the compression of %s); refusing "
-                         "to overwrite it. Move or delete it to compress again."
-                         % (target, source))
+        record = spec_lib.read_extra(target) if _has_architecture(target) else {}
+        latest = tf.train.latest_checkpoint(target) or ""
+        untrained = latest.endswith("-0")
+        if untrained and record.get("source") == source:
+            log("%s already holds the compression of %s; left as is" % (target, source))
+            return ArchSpec.load(target)
+        mine = os.path.dirname(str(record.get("source", ""))) == os.path.dirname(source)
+        if not (untrained and mine):
+            raise StageError("%s already holds a stage that was trained or did not come from "
+                             "%s; refusing to overwrite it. Move or delete it to compress "
+                             "again." % (target, os.path.dirname(source)))
+        # Only the untrained compression of an earlier checkpoint of this same stage: it is
+        # derived data, superseded by this later checkpoint.
+        log("replacing %s (the untrained compression of %s) with that of %s"
+            % (target, record["source"], source))
+        replace = True
 
     new_spec, new_model = rebuild.compress(spec, model, averages, weight_decay)
     log("compressed %s (total params %d -> %d, conv multiply-adds %d -> %d):"
@@ -120,7 +130,9 @@ def write_compressed(base, version, spec, model, averages, weight_decay, source,
         manager = training.checkpoint_manager(training.make_checkpoint(new_model, ema), tmp)
         manager.save(checkpoint_number=0)
         new_spec.save(tmp, source=source, parent_stage=version)
-        if os.path.isdir(target):
+        if replace:
+            shutil.rmtree(target)
+        elif os.path.isdir(target):
             os.rmdir(target)  # empty, e.g. made by `mkdir` as the original README does
         os.rename(tmp, target)
     except BaseException:
