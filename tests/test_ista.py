@@ -1,0 +1,151 @@
+"""The ISTA optimizer against NumPy, the learning-rate schedule and the EMA."""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cifar10_prune import ema as ema_lib, ista, models, training
+from cifar10_prune.spec import ArchSpec
+
+
+def soft_threshold(x, t):
+    return np.sign(x) * np.maximum(np.abs(x) - t, 0.0)
+
+
+def _variables(rng):
+    gamma = np.concatenate([rng.uniform(-1, 1, 20), [0.0, 0.0, 1e-4, -1e-4, 0.3]]).astype(np.float32)
+    other = rng.uniform(-1, 1, 25).astype(np.float32)
+    return gamma, other
+
+
+@pytest.mark.parametrize("lr", [0.1, 0.01, 1.0])
+@pytest.mark.parametrize("compiled", [False, True])
+def test_update_matches_numpy(lr, compiled):
+    rng = np.random.RandomState(int(lr * 100))
+    gamma0, other0 = _variables(rng)
+    gamma = keras.Variable(gamma0, name="gamma")
+    other = keras.Variable(other0, name="other")
+    rho, l1 = 1.28125, 0.05
+    opt = ista.ISTA(lr, l1_penalty=l1, penalties={gamma.path: rho})
+    opt.build([gamma, other])  # optimizer variables must exist before tracing
+    def apply(grads):
+        opt.apply(grads, [gamma, other])
+    if compiled:
+        apply = tf.function(apply)
+    g_ref, o_ref = gamma0.astype(np.float64), other0.astype(np.float64)
+    for _ in range(4):
+        grads = [rng.normal(0, 0.5, 25).astype(np.float32) for _ in range(2)]
+        grads[0][20:22] = 0.0  # gammas already at zero with no gradient stay exactly zero
+        apply(grads)
+        g_ref = soft_threshold(g_ref - lr * grads[0], rho * lr * l1)
+        o_ref = o_ref - lr * grads[1]
+        np.testing.assert_allclose(gamma.numpy(), g_ref, atol=1e-6)
+        np.testing.assert_allclose(other.numpy(), o_ref, atol=1e-6)
+        assert np.all((gamma.numpy() == 0) == (g_ref == 0))  # exact zeros, no tiny residues
+    assert gamma.numpy()[20] == 0.0 and gamma.numpy()[21] == 0.0
+
+
+def test_threshold_follows_scheduled_learning_rate():
+    gamma = keras.Variable(np.full(3, 5.0, np.float32), name="gamma")
+    schedule = keras.optimizers.schedules.ExponentialDecay(1.0, 2, 0.1, staircase=True)
+    opt = ista.ISTA(schedule, l1_penalty=1.0, penalties={gamma.path: 0.5})
+    expected = 5.0
+    for step in range(5):
+        opt.apply([tf.zeros(3)], [gamma])
+        expected -= 0.5 * 1.0 * 0.1 ** (step // 2)
+        np.testing.assert_allclose(gamma.numpy(), expected, rtol=1e-6)
+
+
+def test_no_penalty_is_sgd_bit_for_bit():
+    spec = ArchSpec("cnn4", {"conv1": 4, "conv2": 5, "conv3": 6, "fc1": 7})
+    rng = np.random.RandomState(0)
+    x = rng.normal(size=(8, 32, 32, 3)).astype(np.float32)
+    y = rng.randint(0, 10, 8)
+    results = []
+    for make in (lambda m: ista.ISTA(0.1, 0.0, ista.penalties(m)),
+                 lambda m: keras.optimizers.SGD(0.1)):
+        keras.utils.set_random_seed(1)
+        model = models.build_model(spec)
+        opt = make(model)
+        for _ in range(3):
+            with tf.GradientTape() as tape:
+                loss = keras.losses.sparse_categorical_crossentropy(y, model(x, training=True),
+                                                                    from_logits=True)
+            opt.apply(tape.gradient(loss, model.trainable_variables), model.trainable_variables)
+        results.append([v.numpy() for v in model.weights])
+    for a, b in zip(*results):
+        assert np.array_equal(a, b)
+
+
+def test_get_config_round_trip():
+    opt = ista.ISTA(0.05, l1_penalty=0.003, penalties={"g1b0c0_bn/gamma": 1.28125})
+    clone = ista.ISTA.from_config(opt.get_config())
+    assert clone.l1_penalty == 0.003 and clone.penalties == {"g1b0c0_bn/gamma": 1.28125}
+    assert clone.momentum == 0.0
+    assert keras.optimizers.deserialize(keras.optimizers.serialize(opt)).l1_penalty == 0.003
+
+
+def test_rejects_bad_penalties():
+    with pytest.raises(ValueError, match="l1_penalty"):
+        ista.ISTA(0.1, l1_penalty=-1.0)
+    v = keras.Variable(np.ones(2, np.float32), name="v")
+    opt = ista.ISTA(0.1, l1_penalty=1.0, penalties={"nope/gamma": 1.0})
+    with pytest.raises(ValueError, match="nope/gamma"):
+        opt.build([v])
+
+
+def test_under_distribution_strategy():
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    with strategy.scope():
+        gamma = keras.Variable(np.array([0.5, -0.2, 0.05, 0.0], np.float32), name="gamma")
+        other = keras.Variable(np.array([0.5, -0.2, 0.05, 0.0], np.float32), name="other")
+        opt = ista.ISTA(0.1, l1_penalty=1.0, penalties={gamma.path: 1.0})
+        opt.build([gamma, other])
+    grad = tf.constant([1.0, -1.0, 0.0, 0.0])
+
+    @tf.function
+    def step():
+        strategy.run(lambda: opt.apply([grad, grad], [gamma, other]))
+
+    step()
+    np.testing.assert_allclose(gamma.numpy(), soft_threshold(np.array([0.4, -0.1, 0.05, 0.0]), 0.1),
+                               atol=1e-7)
+    np.testing.assert_allclose(other.numpy(), [0.4, -0.1, 0.05, 0.0], atol=1e-7)
+
+
+def test_learning_rate_schedule_matches_formula():
+    for batch_size in (125, 128, 10):
+        schedule = training.learning_rate_schedule(0.1, batch_size)
+        decay_steps = int(50000 / batch_size * 350)
+        for step in (0, 1, decay_steps - 1, decay_steps, 2 * decay_steps + 5):
+            assert float(schedule(step)) == pytest.approx(0.1 * 0.1 ** (step // decay_steps))
+    assert int(50000 / 125 * 350) == 140000
+
+
+def test_ema_matches_tf1_warm_up():
+    rng = np.random.RandomState(3)
+    var = keras.Variable(rng.normal(size=5).astype(np.float32), name="w")
+    ema = ema_lib.ExponentialMovingAverage([var])
+    shadow = var.numpy().astype(np.float64)
+    for t in range(1, 40):
+        var.assign(rng.normal(size=5).astype(np.float32))
+        ema.update(t)
+        decay = min(0.999, (1.0 + t) / (10.0 + t))
+        shadow -= (1 - decay) * (shadow - var.numpy())
+        np.testing.assert_allclose(ema.shadows[0].numpy(), shadow, rtol=1e-5, atol=1e-6)
+    assert float(ema_lib.decay_at(10 ** 6)) == pytest.approx(0.999)
+
+
+def test_sparsity_metrics_by_hand():
+    model = models.build_model(ArchSpec("cnn4", {"conv1": 4, "conv2": 4, "conv3": 4, "fc1": 4}))
+    gammas = {"conv1": [0, 0, 1, -2], "conv2": [0.5] * 4, "conv3": [0, 0, 0, 0], "fc1": [1, 0, 1, 0]}
+    rho = {}
+    for layer in model.layers:
+        if getattr(layer, "unit", None):
+            layer.gamma.assign(np.array(gammas[layer.unit], np.float32))
+            rho[layer.unit] = layer.penalty_weight
+    lasso, fake, zeros = ista.sparsity(model)
+    assert lasso == pytest.approx(sum(rho[u] * np.abs(g).sum() for u, g in gammas.items()))
+    assert fake == pytest.approx((2 * rho["conv1"] + 4 * rho["conv3"] + 2 * rho["fc1"])
+                                 / (4 * sum(rho.values())))
+    assert zeros == {"conv1": (2, 4), "conv2": (0, 4), "conv3": (4, 4), "fc1": (2, 4)}
