@@ -1,0 +1,143 @@
+"""The training stage in-process: log line, resume, NaN stop, ISTA zeros, EMA, summaries."""
+import os
+import re
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cifar10_prune import ista, models, rebuild, summaries, training
+from cifar10_prune.spec import ArchSpec
+
+SPEC = ArchSpec("resnet20", {"g%db%dc0" % (g, b): 4 for g in (1, 2, 3) for b in range(3)})
+LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: step (\d+), loss = ([\d.]+|nan), "
+                  r"group lasso = ([\d.]+), fake sparsity = ([\d.]+), "
+                  r"\(([\d.]+) examples/sec; ([\d.]+) sec/batch\)$")
+
+
+def _dataset(batch=8, n=32, poison_after=None):
+    rng = np.random.RandomState(0)
+    x = rng.normal(size=(n, 32, 32, 3)).astype(np.float32)
+    y = rng.randint(0, 10, n).astype(np.int32)
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).repeat().batch(batch)
+    if poison_after is not None:  # batches after this many are NaN
+        ds = ds.enumerate().map(lambda i, b: (tf.where(i >= poison_after, np.nan, b[0]), b[1]))
+    return ds
+
+
+def _trainer(train_dir, l1=0.0, lr=0.1, spec=SPEC):
+    model = models.build_model(spec)
+    opt = ista.ISTA(training.learning_rate_schedule(lr, 8), l1, ista.penalties(model))
+    lines = []
+    return training.Trainer(model, opt, str(train_dir), log=lines.append), lines
+
+
+def _parsed(lines):
+    return [LINE.match(l).groups() for l in lines if LINE.match(l)]
+
+
+def test_log_line_and_resume(tmp_path):
+    trainer, lines = _trainer(tmp_path)
+    assert trainer.restore() is None
+    trainer.fit(_dataset(), 5, 2, 8)
+    steps = [int(p[0]) for p in _parsed(lines)]
+    assert steps == [0, 2, 4]
+    assert float(_parsed(lines)[0][2]) == pytest.approx(ista.sparsity(
+        models.build_model(SPEC))[0], abs=0.005)  # group lasso before the first update
+    assert [os.path.basename(p) for p in trainer.manager.checkpoints] == ["model.ckpt-5"]
+
+    again, lines = _trainer(tmp_path)
+    assert again.restore().endswith("model.ckpt-5") and again.step == 5
+    for a, b in zip(trainer.model.weights + trainer.ema.shadows, again.model.weights + again.ema.shadows):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    again.fit(_dataset(), 7, 2, 8)
+    assert [int(p[0]) for p in _parsed(lines)] == [5, 6]  # the global step goes on
+    assert again.step == 7 and again.manager.latest_checkpoint.endswith("model.ckpt-7")
+    again.fit(_dataset(), 7, 2, 8)  # already at max_steps: nothing to do
+    assert again.step == 7
+
+
+def test_summaries_written(tmp_path):
+    trainer, _ = _trainer(tmp_path, l1=0.01)
+    trainer.fit(_dataset(), 4, 2, 8)
+    logged = summaries.read_scalars(str(tmp_path))
+    assert [s for s, _ in logged["loss"]] == [0, 2]
+    assert logged["learning_rate"][0][1] == pytest.approx(0.1)
+    assert {"group_lasso", "fake_sparsity", "zero_gammas/g1b0c0"} <= set(logged)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    trainer, lines = _trainer(tmp_path)
+    trainer.fit(_dataset(), 2, 1, 8)  # saved as model.ckpt-2
+    good = [v.numpy() for v in trainer.model.weights]
+    # A fresh iterator from step 2: its 4th batch (step 5) is NaN.
+    with pytest.raises(training.TrainingError, match=r"at step 5; .*model\.ckpt-2"):
+        trainer.fit(_dataset(poison_after=3), 10, 5, 8)
+    assert os.path.basename(tf.train.latest_checkpoint(str(tmp_path))) == "model.ckpt-2"
+    restored, _ = _trainer(tmp_path)
+    restored.restore()
+    for a, b in zip(good, restored.model.weights):
+        np.testing.assert_array_equal(a, b.numpy())
+    assert all(np.all(np.isfinite(v.numpy())) for v in restored.model.weights)
+
+
+def test_ista_zeros_survive_and_log_matches_checkpoint(tmp_path):
+    trainer, lines = _trainer(tmp_path, l1=50.0)
+    trainer.fit(_dataset(), 3, 1, 8)
+    fake = [float(p[3]) for p in _parsed(lines)]
+    assert fake[0] == 0.0 and fake[-1] == 1.0
+    zero_line = [l for l in lines if l.startswith("zero gammas:")][-1]
+    assert "g3b2c0 4/4" in zero_line
+
+    # The next run starts at step 3: its first line reports the gammas saved in model.ckpt-3.
+    again, lines = _trainer(tmp_path, l1=50.0)
+    path = again.restore()
+    again.fit(_dataset(), 4, 1, 8)
+    logged = float(_parsed(lines)[0][3])
+    from_disk, _ = _trainer(tmp_path)
+    from_disk.checkpoint.read(path).expect_partial()
+    zero_cost = total_cost = 0.0
+    for layer in from_disk.model.layers:
+        if getattr(layer, "unit", None):
+            gamma = layer.gamma.numpy()
+            zero_cost += layer.penalty_weight * np.sum(gamma == 0)
+            total_cost += layer.penalty_weight * gamma.size
+    assert logged == pytest.approx(round(zero_cost / total_cost, 2))
+    # The EMA keeps averaging but never writes into the raw gammas.
+    shadows = again.ema.shadow_by_path()
+    for unit in rebuild.kept_channels(again.model).values():
+        assert unit.size == 0
+    gamma_shadow = shadows[again.model.get_layer("g1b0c0_bn").gamma.path].numpy()
+    assert np.all(gamma_shadow != 0)
+
+
+def test_zero_penalty_keeps_all_gammas(tmp_path):
+    trainer, lines = _trainer(tmp_path, l1=0.0)
+    trainer.fit(_dataset(), 4, 1, 8)
+    assert {float(p[3]) for p in _parsed(lines)} == {0.0}
+    assert all(k.size == 4 for k in rebuild.kept_channels(trainer.model).values())
+
+
+def test_logged_fake_sparsity_matches_checkpoint_count(tmp_path):
+    trainer, _ = _trainer(tmp_path, l1=0.001)
+    trainer.fit(_dataset(), 2, 1, 8)
+    rng = np.random.RandomState(5)
+    for layer in trainer.model.layers:  # exact zeros in some channels of some layers
+        if getattr(layer, "unit", None):
+            gamma = layer.gamma.numpy()
+            gamma[rng.rand(gamma.size) < 0.4] = 0.0
+            layer.gamma.assign(gamma)
+    path = trainer.save()
+
+    reader = _trainer(tmp_path)[0]
+    reader.checkpoint.read(path).expect_partial()
+    counted = [(l.penalty_weight * np.sum(l.gamma.numpy() == 0), l.penalty_weight * l.gamma.shape[0])
+               for l in reader.model.layers if getattr(l, "unit", None)]
+    expected = sum(c for c, _ in counted) / sum(t for _, t in counted)
+    assert 0.05 < expected < 0.95
+
+    again, lines = _trainer(tmp_path, l1=0.001)
+    again.restore()
+    again.fit(_dataset(), 3, 1, 8)
+    step, _, _, fake, _, _ = _parsed(lines)[0]
+    assert int(step) == 2 and float(fake) == pytest.approx(round(expected, 2))
