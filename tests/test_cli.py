@@ -1,0 +1,194 @@
+"""End to end through the command line on tiny synthetic data: train, eval, stages, export."""
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from absl import flags
+
+from conftest import run_cli
+
+LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: step (\d+), loss = [\d.]+, "
+                  r"group lasso = ([\d.]+), fake sparsity = ([\d.]+), "
+                  r"\([\d.]+ examples/sec; [\d.]+ sec/batch\)$", re.M)
+PRECISION = re.compile(r"^\d{4}-\d\d-\d\d [\d:.]+: precision @ 1 = (\d\.\d{4})$", re.M)
+LOSS = re.compile(r"^\d{4}-\d\d-\d\d [\d:.]+: test loss = (\d+\.\d{4})$", re.M)
+TINY = ["--batch_size", 10, "--log_frequency", 2]
+
+
+def train(data, base, *args, check=True):
+    return run_cli("train", "--data_dir", data, "--train_dir", base, *TINY, *args, check=check)
+
+
+def evaluate(data, base, *args, check=True):
+    return run_cli("eval", "--data_dir", data, "--checkpoint_dir", base, "--batch_size", 10,
+                   "--eval_dir", base + "_eval", *args, check=check)
+
+
+def results(proc):
+    params = int(re.search(r"^total params: (\d+)$", proc.stdout, re.M).group(1))
+    return params, PRECISION.search(proc.stdout).group(1), LOSS.search(proc.stdout).group(1)
+
+
+def test_resnet20_train_eval_resume(tiny_data, tmp_path):
+    base = str(tmp_path / "train")
+    out = train(tiny_data, base, "--max_steps", 4).stdout
+    lines = LINE.findall(out)
+    assert [int(s) for s, _, _ in lines] == [0, 2]
+    assert lines[0][1] == "345.00" and lines[0][2] == "0.00"
+    assert os.path.exists(base + "_0/model.ckpt-4.index")
+
+    params, precision, _ = results(evaluate(tiny_data, base, "--is_compressed=false",
+                                            "--checkpoint_version", 0))
+    assert params == 281304 and 0.0 <= float(precision) <= 1.0
+
+    out = train(tiny_data, base, "--max_steps", 6).stdout
+    assert "resuming from %s_0/model.ckpt-4 (step 4)" % base in out
+    assert [int(s) for s, _, _ in LINE.findall(out)] == [4]
+    assert "replacing %s_1" % base in out  # the untrained stage 1 came from model.ckpt-4
+    assert json.load(open(base + "_1/architecture.json"))["source"].endswith("model.ckpt-6")
+
+
+def test_cnn4_dense_count(tiny_data, tmp_path):
+    base = str(tmp_path / "cnn4")
+    out = train(tiny_data, base, "--model", "cnn4", "--max_steps", 1, "--squeeze_model=false").stdout
+    assert LINE.findall(out)[0][1] == "3515.16"
+    assert not os.path.exists(base + "_1")
+    params, _, _ = results(evaluate(tiny_data, base, "--checkpoint_version", 0,
+                                    "--is_compressed=false", "--model", "cnn4"))
+    assert params == 1986760
+
+
+def test_no_penalty_stage_evaluates_like_its_parent(tiny_data, tmp_path):
+    base = str(tmp_path / "l1zero")
+    out = train(tiny_data, base, "--max_steps", 3, "--l1_penalty", 0).stdout
+    assert {f for _, _, f in LINE.findall(out)} == {"0.00"}
+    v0 = results(evaluate(tiny_data, base, "--checkpoint_version", 0))
+    v1 = results(evaluate(tiny_data, base, "--checkpoint_version", 1))
+    assert v0 == v1 and v0[0] == 281304
+
+
+def test_full_sparsity_stage_chain_and_export(tiny_data, tmp_path):
+    base = str(tmp_path / "l1big")
+    out = train(tiny_data, base, "--max_steps", 3, "--l1_penalty", 50, "--log_frequency", 1).stdout
+    assert [f for _, _, f in LINE.findall(out)] == ["0.00", "1.00", "1.00"]
+    assert "g3b2c0: 64 -> 0" in out
+    v1 = evaluate(tiny_data, base, "--checkpoint_version", 1)
+    assert results(v1)[0] == 12696 and "g1b0c0: 16 -> 0" in v1.stdout
+
+    # Stage 1 builds from the JSON; its rho are recomputed (nothing prunable is left).
+    out = train(tiny_data, base, "--checkpoint_version", 1, "--max_steps", 2).stdout
+    assert "from %s_1/model.ckpt-0" % base in out and LINE.findall(out)[0][1] == "0.00"
+    params, precision, _ = results(evaluate(tiny_data, base, "--checkpoint_version", 2))
+    assert params == 12696
+
+    export_dir = str(tmp_path / "slim")
+    out = run_cli("export", "--checkpoint_dir", base, "--checkpoint_version", 2,
+                  "--export_dir", export_dir).stdout
+    assert "total params: 12696 (dense resnet20: 281304)" in out
+    # Load it in a process that never imports cifar10_prune, on the raw test records.
+    script = """
+import json, sys
+import numpy as np, tensorflow as tf
+serve = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
+records = np.fromfile(sys.argv[2], np.uint8).reshape(-1, 3073)
+images = records[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+out = serve(images=tf.constant(images))
+loaded = tf.saved_model.load(sys.argv[1])
+print(json.dumps({
+    "params": int(sum(np.prod(v.shape) for v in loaded.variables)),
+    "inputs": str(serve.structured_input_signature),
+    "logits": list(out["logits"].shape), "probabilities": list(out["probabilities"].shape),
+    "prob_sums": float(np.abs(out["probabilities"].numpy().sum(1) - 1).max()),
+    "precision": float(np.mean(np.argmax(out["logits"], 1) == records[:, 0])),
+    "imported": "cifar10_prune" in sys.modules}))
+"""
+    proc = subprocess.run([sys.executable, "-c", script, export_dir,
+                           os.path.join(tiny_data, "cifar-10-batches-bin", "test_batch.bin")],
+                          capture_output=True, text=True, cwd=str(tmp_path), check=True)
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["params"] == 12696 and not got["imported"]
+    assert "uint8" in got["inputs"] and "images" in got["inputs"]
+    assert got["logits"] == [30, 10] and got["probabilities"] == [30, 10]
+    assert got["prob_sums"] < 1e-5
+    assert "%.4f" % got["precision"] == precision
+
+    again = run_cli("export", "--checkpoint_dir", base, "--checkpoint_version", 2,
+                    "--export_dir", export_dir, check=False)
+    assert again.returncode != 0 and "already exists" in again.stderr
+
+
+def test_stage_errors(tiny_data, tmp_path):
+    base = str(tmp_path / "err")
+    proc = train(tiny_data, base, "--checkpoint_version", 2, "--max_steps", 1, check=False)
+    assert proc.returncode == 1
+    assert "stage 2 starts from the compressed model that stage 1 writes into %s_2" % base in proc.stderr
+    assert "--checkpoint_version 1" in proc.stderr and "Traceback" not in proc.stderr
+
+    train(tiny_data, base, "--max_steps", 1, "--l1_penalty", 0)
+    train(tiny_data, base, "--checkpoint_version", 1, "--max_steps", 1, "--squeeze_model=false")
+    listing = sorted(os.listdir(base + "_1"))
+    proc = train(tiny_data, base, "--max_steps", 2, check=False)  # stage 1 is trained now
+    assert proc.returncode == 1 and "refusing to overwrite" in proc.stderr
+    assert sorted(os.listdir(base + "_1")) == listing
+
+    with open(base + "_1/architecture.json", "w") as f:
+        f.write('{"format": "cifar10_prune.architecture", "version": 1, "model": "resnet20", '
+                '"widths": {"g1b0c0": 99}}')
+    proc = evaluate(tiny_data, base, "--checkpoint_version", 1, check=False)
+    assert proc.returncode == 1 and "architecture.json" in proc.stderr and "exactly the layers" in proc.stderr
+
+    proc = evaluate(tiny_data, base, "--checkpoint_version", 7, check=False)
+    assert proc.returncode == 1 and "%s_7" % base in proc.stderr
+
+    proc = evaluate(tiny_data, base, "--checkpoint_version", 0, "--checkpoint_iter", 5, check=False)
+    assert proc.returncode == 1 and "model.ckpt-5" in proc.stderr and "model.ckpt-1" in proc.stderr
+
+
+def test_bad_flag_value_exits_naming_the_flag(tmp_path):
+    proc = run_cli("train", "--l1_penalty", "-1", "--train_dir", str(tmp_path), check=False)
+    assert proc.returncode != 0 and "--l1_penalty" in proc.stderr
+    assert not os.listdir(str(tmp_path))
+
+
+@pytest.mark.parametrize("args, name", [
+    (["--l1_penalty=-0.1"], "l1_penalty"), (["--learning_rate=-1"], "learning_rate"),
+    (["--batch_size=0"], "batch_size"), (["--model=vgg16"], "model"),
+    (["--gamma_rescale=0"], "gamma_rescale"), (["--use_fp16"], "use_fp16"),
+    (["--dataset_source=web"], "dataset_source"), (["--max_steps=-5"], "max_steps"),
+])
+def test_train_flag_validation(args, name):
+    from cifar10_prune.flags.train import define_train_flags
+    fv = flags.FlagValues()
+    define_train_flags(fv)
+    with pytest.raises(flags.IllegalFlagValueError, match=name):
+        fv(["train"] + args)
+
+
+def test_flag_defaults_are_the_originals():
+    from cifar10_prune.flags.eval import define_eval_flags
+    from cifar10_prune.flags.train import define_train_flags
+    train_fv, eval_fv = flags.FlagValues(), flags.FlagValues()
+    define_train_flags(train_fv)
+    define_eval_flags(eval_fv)
+    train_fv(["train"])
+    eval_fv(["eval"])
+    assert {k: train_fv[k].value for k in [
+        "batch_size", "data_dir", "use_fp16", "weight_decay", "train_dir", "max_steps",
+        "log_frequency", "checkpoint_version", "l1_penalty", "learning_rate", "squeeze_model",
+        "log_device_placement", "checkpoint_dir", "base_stride"]} == {
+        "batch_size": 125, "data_dir": "/tmp/cifar10_data", "use_fp16": False,
+        "weight_decay": 0.0005, "train_dir": "/tmp/cifar10_train", "max_steps": 100000,
+        "log_frequency": 100, "checkpoint_version": 0, "l1_penalty": 0.005,
+        "learning_rate": 0.1, "squeeze_model": True, "log_device_placement": False,
+        "checkpoint_dir": "/tmp/cifar10_train_0", "base_stride": 192}
+    assert {k: eval_fv[k].value for k in [
+        "eval_dir", "eval_data", "checkpoint_dir", "checkpoint_version", "checkpoint_iter",
+        "num_examples", "run_once", "eval_interval_secs", "is_compressed", "batch_size"]} == {
+        "eval_dir": "/tmp/cifar10_eval", "eval_data": "test", "checkpoint_dir": "/tmp/cifar10_train",
+        "checkpoint_version": 1, "checkpoint_iter": -1, "num_examples": 10000, "run_once": True,
+        "eval_interval_secs": 300, "is_compressed": True, "batch_size": 125}
+    assert train_fv["model"].value == "resnet20" and train_fv["dataset_source"].value == "binary"
