@@ -81,7 +81,7 @@ def checkpoint_path(directory, iteration=-1):
 
 
 def write_compressed(base, version, spec, model, averages, weight_decay, source,
-                     recalibrate=None, log=print):
+                     recalibrate=None, trained_with=None, log=print):
     """Compress the end of stage `version` and write it as stage `version + 1`.
 
     Writes `model.ckpt-0` and architecture.json into a temporary directory that is renamed into
@@ -89,7 +89,8 @@ def write_compressed(base, version, spec, model, averages, weight_decay, source,
     once trained: if it is the compression of this same `source` checkpoint it is left as is; if
     it is the untrained compression of an earlier checkpoint of the same stage (the stage was
     resumed to a higher max_steps) it is replaced, saying so; otherwise StageError.
-    `recalibrate(new_model)`, if given, runs before saving.
+    `recalibrate(new_model)`, if given, runs before saving. `trained_with` (the stage's
+    settings, e.g. l1_penalty) is recorded in the new architecture.json for reports.
     Returns the new ArchSpec.
     """
     target = stage_dir(base, version + 1)
@@ -129,7 +130,8 @@ def write_compressed(base, version, spec, model, averages, weight_decay, source,
         ema = ExponentialMovingAverage(new_model.trainable_variables)
         manager = training.checkpoint_manager(training.make_checkpoint(new_model, ema), tmp)
         manager.save(checkpoint_number=0)
-        new_spec.save(tmp, source=source, parent_stage=version)
+        new_spec.save(tmp, source=source, parent_stage=version, trained_with=trained_with or {},
+                      recalibrated_bn=recalibrate is not None)
         if replace:
             shutil.rmtree(target)
         elif os.path.isdir(target):

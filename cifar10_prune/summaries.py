@@ -6,6 +6,7 @@ it. A scalar summary is just a tensor summary tagged for the "scalars" plugin, w
 """
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
+from tensorflow.core.util import event_pb2
 
 _SCALAR_METADATA = summary_pb2.SummaryMetadata(
     plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
@@ -24,7 +25,8 @@ def read_scalars(logdir):
     """{tag: [(step, value)]} from the event files in `logdir` (for tests and reports)."""
     out = {}
     for path in sorted(tf.io.gfile.glob(tf.io.gfile.join(logdir, "events.out.tfevents.*"))):
-        for event in tf.compat.v1.train.summary_iterator(path):
+        for record in tf.data.TFRecordDataset(path):
+            event = event_pb2.Event.FromString(record.numpy())
             for value in event.summary.value:
                 number = tf.make_ndarray(value.tensor) if value.HasField("tensor") else value.simple_value
                 out.setdefault(value.tag, []).append((event.step, float(number)))

@@ -46,8 +46,11 @@ def main(argv):
         recalibrate = None
         if FLAGS.recalibrate_bn:
             recalibrate = lambda m: recalibrate_bn(m, dataset, FLAGS.recalibrate_bn)  # noqa: E731
+        settings = {k: FLAGS[k].value for k in ("l1_penalty", "learning_rate", "max_steps",
+                                                 "batch_size", "weight_decay", "gamma_rescale")}
         stages.write_compressed(FLAGS.train_dir, version, spec, model, trainer.ema.averages(),
-                                FLAGS.weight_decay, trainer.manager.latest_checkpoint, recalibrate)
+                                FLAGS.weight_decay, trainer.manager.latest_checkpoint, recalibrate,
+                                trained_with=settings)
 
 
 def run():

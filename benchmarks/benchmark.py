@@ -1,0 +1,425 @@
+#!/usr/bin/env python
+"""Throughput benchmark of cifar10_prune on real CIFAR-10, every number from one process.
+
+    python benchmarks/benchmark.py --data_dir /tmp/cifar10_data            # full run, ~4 min
+    python benchmarks/benchmark.py --quick                                 # smoke run
+
+Measures, on the same training dataset (`data.train_dataset`, batch `--batch_size`):
+
+  1. pipeline     images/s of iterating the input pipeline alone (no model);
+  2. ours_ista    images/s of `training.Trainer.fit` on dense resnet20 with
+                  `ista.ISTA(l1_penalty=0.005)` (the real training step: ISTA + EMA + weight decay);
+  3. ours_sgd     the same Trainer with `l1_penalty=0` (plain SGD inside our step);
+  4. keras_fit    plain `keras.Model.fit` of a fresh dense resnet20 compiled with SGD(0.1);
+  5. inference    images/s of the exported `serving_default` signature (uint8 input) of the dense
+                  and of a slim resnet20 (every prunable layer at `--slim_fraction` of its width),
+                  plus their parameter counts and conv multiply-adds.
+
+Each training measurement times `--steps` steps (perf_counter around one fit call) after a
+warm-up (`--warmup_steps`, also pays for tracing); the measurements are repeated `--rounds` times,
+interleaved (the order rotates every round), and medians are reported, because the machine is
+shared and noisy. Ratios are computed per round (from measurements taken next to each other)
+and their median is reported. Threading is left at the TensorFlow defaults.
+
+Prints a Markdown table and writes everything (raw measurements, medians, ratios, machine and
+versions) as JSON to `--output`.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import statistics
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# Targets the numbers are checked against (see README.md).
+TARGET_ISTA_OVERHEAD = 0.03  # ours_sgd / ours_ista - 1 < 3%
+TARGET_OURS_VS_KERAS = 1.0  # ours_ista / keras_fit >= 1
+TARGET_PIPELINE_VS_OURS = 5.0  # pipeline / ours_ista >= 5
+
+# Defaults of a full run, and what --quick shrinks them to (explicit flags always win).
+FULL = dict(steps=30, warmup_steps=5, rounds=5, pipeline_steps=200, infer_calls=20,
+            infer_rounds=5)
+QUICK = dict(steps=3, warmup_steps=1, rounds=2, pipeline_steps=10, infer_calls=2,
+             infer_rounds=2)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data_dir", default="/tmp/cifar10_data",
+                   help="directory holding cifar-10-batches-bin/ (default %(default)s)")
+    p.add_argument("--batch_size", type=int, default=125, help="default %(default)s")
+    p.add_argument("--steps", type=int, help="timed training steps per measurement "
+                   "(default %d, --quick %d)" % (FULL["steps"], QUICK["steps"]))
+    p.add_argument("--warmup_steps", type=int, help="untimed steps/batches/calls before timing "
+                   "(default %d, --quick %d)" % (FULL["warmup_steps"], QUICK["warmup_steps"]))
+    p.add_argument("--rounds", type=int, help="interleaved repetitions of the pipeline and "
+                   "training measurements (default %d, --quick %d)"
+                   % (FULL["rounds"], QUICK["rounds"]))
+    p.add_argument("--pipeline_steps", type=int, help="batches per pipeline measurement; more "
+                   "than --steps because the pipeline is fast (default %d, --quick %d)"
+                   % (FULL["pipeline_steps"], QUICK["pipeline_steps"]))
+    p.add_argument("--infer_calls", type=int, help="inference calls per timed block "
+                   "(default %d, --quick %d)" % (FULL["infer_calls"], QUICK["infer_calls"]))
+    p.add_argument("--infer_rounds", type=int, help="alternating dense/slim inference rounds "
+                   "(default %d, --quick %d)" % (FULL["infer_rounds"], QUICK["infer_rounds"]))
+    p.add_argument("--l1_penalty", type=float, default=0.005,
+                   help="ISTA lambda of the ours_ista measurement (default %(default)s)")
+    p.add_argument("--slim_fraction", type=float, default=0.6,
+                   help="width of every prunable layer of the slim model, as a fraction of "
+                   "the dense width (default %(default)s)")
+    p.add_argument("--output", help="JSON results file (default benchmarks/results.json; "
+                   "benchmarks/results-quick.json with --quick, so a smoke run never "
+                   "overwrites a measurement)")
+    p.add_argument("--quick", action="store_true", help="few steps: a smoke run, not a "
+                   "measurement")
+    args = p.parse_args(argv)
+    for name, value in (QUICK if args.quick else FULL).items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    for name in ("batch_size", "steps", "warmup_steps", "rounds", "pipeline_steps",
+                 "infer_calls", "infer_rounds"):
+        if getattr(args, name) < 1:
+            p.error("--%s must be >= 1" % name)
+    if args.output is None:
+        args.output = os.path.join(HERE, "results-quick.json" if args.quick else "results.json")
+    if not 0 < args.slim_fraction <= 1:
+        p.error("--slim_fraction must be in (0, 1]")
+    return args
+
+
+def progress(message):
+    print("[%s] %s" % (datetime.datetime.now().strftime("%H:%M:%S"), message), flush=True)
+
+
+def median(values):
+    return statistics.median(values) if values else None
+
+
+def rotate(items, k):
+    k %= len(items)
+    return items[k:] + items[:k]
+
+
+def machine_info():
+    info = {"platform": platform.platform(), "python": platform.python_version(),
+            "cpu_count": os.cpu_count()}
+    if hasattr(os, "sched_getaffinity"):
+        info["usable_cpus"] = len(os.sched_getaffinity(0))
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [l.split(":", 1)[1].strip() for l in f if l.startswith("model name")]
+        if names:
+            info["cpu_model"] = names[0]
+    except OSError:
+        pass
+    return info
+
+
+def load_average():
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # log noise only; no effect on speed
+
+    import numpy as np
+    import keras
+    import tensorflow as tf
+
+    from cifar10_prune import costs, data, export, ista, models, training
+    from cifar10_prune.spec import ArchSpec
+
+    bs, steps, warmup = args.batch_size, args.steps, args.warmup_steps
+    log_frequency = 10 ** 9  # one chunk per fit call: Trainer logs once, at its start
+    started = datetime.datetime.now(datetime.timezone.utc)
+    load_start = load_average()
+    progress("cifar10_prune benchmark: batch %d, %d timed steps x %d rounds, warm-up %d%s"
+             % (bs, steps, args.rounds, warmup, " (--quick)" if args.quick else ""))
+
+    ds = data.train_dataset(args.data_dir, bs)  # one dataset object shared by all measurements
+    tmp = tempfile.TemporaryDirectory(prefix="cifar10_prune_bench-")
+
+    # ---- 1. input pipeline alone ------------------------------------------------------------
+    def measure_pipeline():
+        it = iter(ds)
+        for _ in range(warmup):  # the first batch also fills the 20,000-record shuffle buffer
+            next(it)
+        t0 = time.perf_counter()
+        for _ in range(args.pipeline_steps):
+            next(it)
+        dt = time.perf_counter() - t0
+        del it  # stop its prefetching before the next measurement
+        rate = args.pipeline_steps * bs / dt
+        return {"images_per_sec": rate, "seconds": dt, "in_loop_images_per_sec": rate}
+
+    # ---- 2./3. our Trainer ------------------------------------------------------------------
+    rate_pattern = re.compile(r"\(([0-9.]+) examples/sec")
+
+    class Ours:
+        def __init__(self, name, l1_penalty):
+            self.name = name
+            self.logged = []
+            model = models.build_model(ArchSpec.dense("resnet20"))
+            optimizer = ista.ISTA(training.learning_rate_schedule(0.1, bs),
+                                  l1_penalty=l1_penalty, penalties=ista.penalties(model))
+            train_dir = os.path.join(tmp.name, name)
+            os.makedirs(train_dir)
+            self.trainer = training.Trainer(model, optimizer, train_dir,
+                                            save_checkpoint_secs=10 ** 9, log=self.logged.append)
+
+        def fit(self, num_steps):
+            self.logged.clear()
+            start = self.trainer.step
+            t0 = time.perf_counter()
+            self.trainer.fit(ds, start + num_steps, log_frequency, bs)
+            dt = time.perf_counter() - t0
+            assert self.trainer.step == start + num_steps, (self.trainer.step, start, num_steps)
+            # Trainer's own rate: the compiled multi-step call only (no iterator creation,
+            # sparsity metrics, summaries or the checkpoint saved at the end of fit).
+            match = rate_pattern.search(self.logged[0]) if self.logged else None
+            return {"images_per_sec": num_steps * bs / dt, "seconds": dt,
+                    "in_loop_images_per_sec": float(match.group(1)) if match else None}
+
+    # ---- 4. plain keras.Model.fit -------------------------------------------------------------
+    class BatchTimer(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.first_begin = self.last_end = None
+
+        def on_train_batch_begin(self, batch, logs=None):
+            if self.first_begin is None:
+                self.first_begin = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.last_end = time.perf_counter()
+
+    class KerasFit:
+        name = "keras_fit"
+
+        def __init__(self):
+            self.model = models.build_model(ArchSpec.dense("resnet20"))
+            self.model.compile(
+                optimizer=keras.optimizers.SGD(0.1),
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+            self.timer = BatchTimer()
+
+        def fit(self, num_steps):
+            t0 = time.perf_counter()
+            self.model.fit(ds, epochs=1, steps_per_epoch=num_steps, verbose=0,
+                           shuffle=False, callbacks=[self.timer])  # ds is already shuffled
+            dt = time.perf_counter() - t0
+            loop = self.timer.last_end - self.timer.first_begin
+            return {"images_per_sec": num_steps * bs / dt, "seconds": dt,
+                    "in_loop_images_per_sec": num_steps * bs / loop}
+
+    progress("building and warming up (tracing) the three training setups")
+    runners = [Ours("ours_ista", args.l1_penalty), Ours("ours_sgd", 0.0), KerasFit()]
+    warmup_seconds = {}
+    for runner in runners:
+        t0 = time.perf_counter()
+        runner.fit(warmup)
+        warmup_seconds[runner.name] = time.perf_counter() - t0
+        progress("  %s warm-up fit (%d steps, includes tracing): %.1f s"
+                 % (runner.name, warmup, warmup_seconds[runner.name]))
+    jit = runners[2].model.jit_compile
+
+    measurements = {"pipeline": [], "ours_ista": [], "ours_sgd": [], "keras_fit": []}
+    jobs = [("pipeline", measure_pipeline)] + [(r.name, (lambda r=r: r.fit(steps)))
+                                                for r in runners]
+    for rnd in range(args.rounds):
+        for name, job in rotate(jobs, rnd):
+            result = job()
+            result["round"] = rnd
+            measurements[name].append(result)
+            extra = ""
+            if result.get("in_loop_images_per_sec"):
+                extra = " (in-loop %.1f)" % result["in_loop_images_per_sec"]
+            progress("round %d  %-10s %9.1f images/s%s" % (rnd + 1, name,
+                                                             result["images_per_sec"], extra))
+
+    def rates(name, key="images_per_sec"):
+        return [m[key] for m in measurements[name]]
+
+    def per_round(fn, key="images_per_sec"):
+        return [fn(*(measurements[n][r][key] for n in ("pipeline", "ours_ista", "ours_sgd",
+                                                        "keras_fit")))
+                for r in range(args.rounds)]
+
+    ratios = {
+        # time(ISTA step) / time(SGD step) - 1
+        "ista_overhead": per_round(lambda p, i, s, k: s / i - 1.0),
+        "ours_ista_vs_keras_fit": per_round(lambda p, i, s, k: i / k),
+        "ours_sgd_vs_keras_fit": per_round(lambda p, i, s, k: s / k),
+        "pipeline_vs_ours_ista": per_round(lambda p, i, s, k: p / i),
+        "in_loop_ista_overhead": per_round(lambda p, i, s, k: s / i - 1.0,
+                                           "in_loop_images_per_sec"),
+        "in_loop_ours_ista_vs_keras_fit": per_round(lambda p, i, s, k: i / k,
+                                                    "in_loop_images_per_sec"),
+    }
+    ratio_medians = {k: median(v) for k, v in ratios.items()}
+
+    # ---- 5. inference of exported dense and slim models --------------------------------------
+    dense_spec = ArchSpec.dense("resnet20")
+    slim_spec = ArchSpec("resnet20", {u: max(1, int(round(args.slim_fraction * w)))
+                                      for u, w in dense_spec.widths.items()})
+    progress("exporting dense and slim (%s) resnet20"
+             % ", ".join("%s %d" % kv for kv in slim_spec.widths.items()))
+    infer = {}
+    for name, spec in (("dense", dense_spec), ("slim", slim_spec)):
+        model = models.build_model(spec)
+        path = export.export_saved_model(model, os.path.join(tmp.name, "export_" + name))
+        loaded = tf.saved_model.load(path)
+        infer[name] = {"loaded": loaded, "fn": loaded.signatures["serving_default"],
+                       "params": costs.param_count(model), "conv_macs": costs.conv_flops(model),
+                       "widths": spec.widths, "images_per_sec": []}
+    # Real test images, uint8 as the signature takes them.
+    raw, _ = data.raw_dataset(args.data_dir, "test")
+    images, _ = next(iter(raw.batch(bs, drop_remainder=True).take(1)))
+    images = tf.constant(images.numpy(), dtype=tf.uint8)
+    assert images.shape == (bs, 32, 32, 3), images.shape
+
+    def call(fn):
+        return fn(images=images)["logits"].numpy()
+
+    for name in ("dense", "slim"):
+        for _ in range(warmup):
+            out = call(infer[name]["fn"])
+        assert out.shape == (bs, models.NUM_CLASSES) and np.all(np.isfinite(out))
+    for rnd in range(args.infer_rounds):
+        for name in ("dense", "slim") if rnd % 2 == 0 else ("slim", "dense"):
+            fn = infer[name]["fn"]
+            t0 = time.perf_counter()
+            for _ in range(args.infer_calls):
+                call(fn)
+            dt = time.perf_counter() - t0
+            infer[name]["images_per_sec"].append(args.infer_calls * bs / dt)
+        progress("inference round %d: dense %.1f, slim %.1f images/s"
+                 % (rnd + 1, infer["dense"]["images_per_sec"][-1],
+                    infer["slim"]["images_per_sec"][-1]))
+    speedups = [s / d for d, s in zip(infer["dense"]["images_per_sec"],
+                                      infer["slim"]["images_per_sec"])]
+
+    # ---- report ------------------------------------------------------------------------------
+    med = {name: median(rates(name)) for name in measurements}
+    med_loop = {name: median([x for x in rates(name, "in_loop_images_per_sec") if x])
+                for name in ("ours_ista", "ours_sgd", "keras_fit")}
+    dense, slim = infer["dense"], infer["slim"]
+    checks = {
+        "ista_overhead": ratio_medians["ista_overhead"] < TARGET_ISTA_OVERHEAD,
+        "ours_ista_vs_keras_fit": ratio_medians["ours_ista_vs_keras_fit"] >= TARGET_OURS_VS_KERAS,
+        "pipeline_vs_ours_ista": ratio_medians["pipeline_vs_ours_ista"] >= TARGET_PIPELINE_VS_OURS,
+    }
+
+    def spread(values, fmt="%.0f"):
+        return (fmt + " to " + fmt) % (min(values), max(values))
+
+    def verdict(key):
+        return "met" if checks[key] else "**missed**"
+
+    n = args.rounds
+    lines = [
+        "| # | Measurement | images/s (median) | range over rounds | target | result |",
+        "|---|---|---:|---:|---|---|",
+        "| 1 | Input pipeline alone (`data.train_dataset`) | %.0f | %s | | |"
+        % (med["pipeline"], spread(rates("pipeline"))),
+        "| 2 | Ours: `Trainer.fit`, ISTA l1=%g (+EMA, weight decay) | %.1f | %s | | |"
+        % (args.l1_penalty, med["ours_ista"], spread(rates("ours_ista"), "%.1f")),
+        "| 3 | Ours: `Trainer.fit`, l1=0 (SGD in our step) | %.1f | %s | | |"
+        % (med["ours_sgd"], spread(rates("ours_sgd"), "%.1f")),
+        "| 4 | Plain `keras.Model.fit`, SGD(0.1) | %.1f | %s | | |"
+        % (med["keras_fit"], spread(rates("keras_fit"), "%.1f")),
+        "| 3/2 | ISTA overhead (time ISTA / time SGD - 1) | %+.1f%% | %s | < 3%% | %s |"
+        % (100 * ratio_medians["ista_overhead"],
+           spread([100 * x for x in ratios["ista_overhead"]], "%+.1f%%"),
+           verdict("ista_overhead")),
+        "| 2/4 | Ours (ISTA) / plain fit | %.3f | %s | >= 1.0 | %s |"
+        % (ratio_medians["ours_ista_vs_keras_fit"],
+           spread(ratios["ours_ista_vs_keras_fit"], "%.3f"), verdict("ours_ista_vs_keras_fit")),
+        "| 3/4 | Ours (SGD) / plain fit | %.3f | %s | | |"
+        % (ratio_medians["ours_sgd_vs_keras_fit"],
+           spread(ratios["ours_sgd_vs_keras_fit"], "%.3f")),
+        "| 1/2 | Pipeline / ours (ISTA) | %.0f | %s | >= 5 | %s |"
+        % (ratio_medians["pipeline_vs_ours_ista"],
+           spread(ratios["pipeline_vs_ours_ista"], "%.0f"), verdict("pipeline_vs_ours_ista")),
+        "| 5a | Inference, dense resnet20 (SavedModel, uint8) | %.0f | %s | | |"
+        % (median(dense["images_per_sec"]), spread(dense["images_per_sec"])),
+        "| 5b | Inference, slim resnet20 (%g of each prunable width) | %.0f | %s | | |"
+        % (args.slim_fraction, median(slim["images_per_sec"]), spread(slim["images_per_sec"])),
+        "| 5b/5a | Inference speed-up slim / dense | %.2fx | %s | | |"
+        % (median(speedups), spread(speedups, "%.2f")),
+        "| | Params dense / slim | %d / %d (%.1f%%) | | | |"
+        % (dense["params"], slim["params"], 100.0 * slim["params"] / dense["params"]),
+        "| | Conv multiply-adds per image dense / slim | %d / %d (%.1f%%) | | | |"
+        % (dense["conv_macs"], slim["conv_macs"],
+           100.0 * slim["conv_macs"] / dense["conv_macs"]),
+    ]
+    diag = ("In-loop rates (the compiled training loop only, without per-fit setup and our "
+            "end-of-fit checkpoint): ours ISTA %.1f, ours SGD %.1f, plain fit %.1f images/s; "
+            "ISTA overhead %+.1f%%, ours (ISTA) / plain fit %.3f."
+            % (med_loop["ours_ista"], med_loop["ours_sgd"], med_loop["keras_fit"],
+               100 * ratio_medians["in_loop_ista_overhead"],
+               ratio_medians["in_loop_ours_ista_vs_keras_fit"]))
+    header = ("%s, %d CPUs, batch %d, %d timed steps after %d warm-up, median of %d interleaved "
+              "rounds (inference: %d x %d calls), TF %s / Keras %s%s"
+              % (started.strftime("%Y-%m-%d"), os.cpu_count(), bs, steps, warmup, n,
+                 args.infer_rounds, args.infer_calls, tf.__version__, keras.__version__,
+                 ", QUICK (smoke run, not a measurement)" if args.quick else ""))
+    table = "\n".join(lines)
+    print()
+    print(header)
+    print()
+    print(table)
+    print()
+    print(diag)
+
+    result = {
+        "date_utc": started.isoformat(timespec="seconds"),
+        "seconds_total": round(
+            (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds(), 1),
+        "machine": dict(machine_info(), load_average_start=load_start,
+                        load_average_end=load_average()),
+        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__,
+                     "numpy": np.__version__},
+        "config": dict(vars(args), keras_fit_jit_compile=jit,
+                       inter_op_threads=tf.config.threading.get_inter_op_parallelism_threads(),
+                       intra_op_threads=tf.config.threading.get_intra_op_parallelism_threads()),
+        "warmup_seconds": warmup_seconds,
+        "measurements": measurements,
+        "median_images_per_sec": med,
+        "median_in_loop_images_per_sec": med_loop,
+        "ratios_per_round": ratios,
+        "ratio_medians": ratio_medians,
+        "targets": {"ista_overhead_below": TARGET_ISTA_OVERHEAD,
+                    "ours_ista_vs_keras_fit_at_least": TARGET_OURS_VS_KERAS,
+                    "pipeline_vs_ours_ista_at_least": TARGET_PIPELINE_VS_OURS},
+        "targets_met": checks,
+        "inference": {name: {k: v for k, v in rec.items() if k not in ("loaded", "fn")}
+                      for name, rec in infer.items()},
+        "inference_speedup_per_round": speedups,
+        "inference_speedup_median": median(speedups),
+        "markdown": header + "\n\n" + table + "\n\n" + diag + "\n",
+    }
+    out_dir = os.path.dirname(os.path.abspath(args.output))
+    os.makedirs(out_dir, exist_ok=True)
+    with open(args.output + ".tmp", "w") as f:
+        json.dump(result, f, indent=2)
+        f.write("\n")
+    os.replace(args.output + ".tmp", args.output)
+    progress("wrote %s (%.0f s in all)" % (args.output, result["seconds_total"]))
+    del infer
+    tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
