@@ -192,3 +192,30 @@ def test_flag_defaults_are_the_originals():
         "checkpoint_version": 1, "checkpoint_iter": -1, "num_examples": 10000, "run_once": True,
         "eval_interval_secs": 300, "is_compressed": True, "batch_size": 125}
     assert train_fv["model"].value == "resnet20" and train_fv["dataset_source"].value == "binary"
+
+
+def test_run_experiments_script(tiny_data, tmp_path):
+    out_dir = str(tmp_path / "recipe")
+    proc = subprocess.run(["bash", "run_experiments.sh", "--data_dir", tiny_data, "--train_dir", out_dir,
+                           "--steps_scale", "0.0001", "--batch_size", "10", "--num_examples", "50"],
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          capture_output=True, text=True, timeout=900, env=dict(os.environ, PYTHON=sys.executable))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "| stage | l1_penalty | steps | total params |" in proc.stdout
+    with open(os.path.join(out_dir, "results.json")) as f:
+        result = json.load(f)
+    assert [(r["stage"], r["l1_penalty"], r["steps"]) for r in result["stages"]] == [
+        (0, 0.001, 3), (1, 0.005, 5), (2, 0.0, 5)]
+    assert all(r["precision_at_1"] is not None and r["total_params"] <= 281304 for r in result["stages"])
+    assert set(result["inference_images_per_sec"]) == {"dense", "slim"}
+    assert os.path.exists(os.path.join(out_dir, "results.md"))
+    assert open(os.path.join(out_dir, "widths.svg")).read().startswith("<svg")
+
+
+def test_run_experiments_stops_at_first_failure(tmp_path):
+    proc = subprocess.run(["bash", "run_experiments.sh", "--data_dir", str(tmp_path), "--train_dir",
+                           str(tmp_path / "x"), "--batch_size", "0"],
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          capture_output=True, text=True, timeout=300, env=dict(os.environ, PYTHON=sys.executable))
+    assert proc.returncode == 1
+    assert "step failed with exit code 1" in proc.stderr and "cifar10_prune.eval" not in proc.stdout
