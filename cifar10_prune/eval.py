@@ -6,7 +6,6 @@ Prints `total params: N`, then `<time>: precision @ 1 = ...` and `<time>: test l
 """
 import datetime
 import os
-import time
 
 import tensorflow as tf
 from absl import flags
@@ -16,7 +15,6 @@ from cifar10_prune.flags.eval import define_eval_flags
 from cifar10_prune.recalibrate import recalibrate_bn
 from cifar10_prune.spec import ArchSpec, width_table
 
-define_eval_flags()
 FLAGS = flags.FLAGS
 
 
@@ -49,18 +47,19 @@ def main(argv):
                                    FLAGS.num_examples, source=FLAGS.dataset_source)
     os.makedirs(FLAGS.eval_dir, exist_ok=True)
     writer = tf.summary.create_file_writer(FLAGS.eval_dir)
-    done = None
-    while True:
-        path = stages.checkpoint_path(directory, FLAGS.checkpoint_iter)
-        if path != done:
-            evaluate_checkpoint(spec, path, dataset, writer)
-            done = path
-        if FLAGS.run_once:
-            break
-        time.sleep(FLAGS.eval_interval_secs)
+    if FLAGS.run_once or FLAGS.checkpoint_iter >= 0:
+        evaluate_checkpoint(spec, stages.checkpoint_path(directory, FLAGS.checkpoint_iter),
+                            dataset, writer)
+        return
+    # Like the original's loop, but each checkpoint is evaluated once, when it appears.
+    print("watching %s for checkpoints every %d s (Ctrl-C stops)"
+          % (directory, FLAGS.eval_interval_secs), flush=True)
+    for path in tf.train.checkpoints_iterator(directory, min_interval_secs=FLAGS.eval_interval_secs):
+        evaluate_checkpoint(spec, path, dataset, writer)
 
 
 def run():
+    define_eval_flags()  # here, not at import: importing stays free of side effects
     cli.run(main)
 
 

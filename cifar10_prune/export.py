@@ -18,6 +18,8 @@ from cifar10_prune import cli, costs, data, models, stages, training
 from cifar10_prune.flags.export import define_export_flags
 from cifar10_prune.spec import ArchSpec
 
+FLAGS = flags.FLAGS
+
 
 def export_saved_model(model, export_dir):
     """Write `model` (inference mode) as a SavedModel with the uint8 `serving_default`
@@ -48,7 +50,7 @@ def export_saved_model(model, export_dir):
 
 def main(argv):
     del argv
-    fv = flags.FLAGS
+    fv = FLAGS
     directory = stages.stage_dir(fv.checkpoint_dir, fv.checkpoint_version)
     spec = stages.spec_for_eval(directory, fv.model, fv.is_compressed)
     path = stages.checkpoint_path(directory, fv.checkpoint_iter)

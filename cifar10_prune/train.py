@@ -15,7 +15,6 @@ from cifar10_prune import cli, data, ista, models, rescale, stages, training
 from cifar10_prune.flags.train import define_train_flags
 from cifar10_prune.recalibrate import recalibrate_bn
 
-define_train_flags()
 FLAGS = flags.FLAGS
 
 
@@ -54,6 +53,7 @@ def main(argv):
 
 
 def run():
+    define_train_flags()  # here, not at import: importing stays free of side effects
     cli.run(main)
 
 

@@ -219,3 +219,26 @@ def test_run_experiments_stops_at_first_failure(tmp_path):
                           capture_output=True, text=True, timeout=300, env=dict(os.environ, PYTHON=sys.executable))
     assert proc.returncode == 1
     assert "step failed with exit code 1" in proc.stderr and "cifar10_prune.eval" not in proc.stdout
+
+
+def test_continuous_eval_picks_up_new_checkpoints(tiny_data, tmp_path):
+    base = str(tmp_path / "watch")
+    train(tiny_data, base, "--max_steps", 1, "--squeeze_model=false")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cifar10_prune.eval", "--data_dir", tiny_data, "--checkpoint_dir", base,
+         "--checkpoint_version", "0", "--batch_size", "10", "--eval_dir", base + "_eval",
+         "--run_once=false", "--eval_interval_secs", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=str(tmp_path))
+    try:
+        seen = []
+        for line in proc.stdout:
+            if "precision @ 1" in line:
+                seen.append(line)
+                if len(seen) == 1:
+                    train(tiny_data, base, "--max_steps", 2, "--squeeze_model=false")
+                else:
+                    break
+        assert len(seen) == 2
+    finally:
+        proc.kill()
+        proc.wait()
