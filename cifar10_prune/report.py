@@ -85,13 +85,13 @@ def widths_svg(rows, dense):
     """A bar chart: per prunable layer, the dense width and the width kept after each stage."""
     units = list(dense.widths)
     colors = ["#9ecae1", "#4292c6", "#08519c", "#08306b"]
-    bar, gap, height = 8, 10, 160
+    bar, gap, height, margin = 8, 14, 160, 32
     group = bar * (len(rows) + 1) + gap
     width = 60 + group * len(units)
     top = max(dense.widths.values())
     out = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" '
-           'font-size="10">' % (width, height + 70)]
-    out.append('<text x="5" y="12">channels kept per prunable layer (grey: dense; blue: after '
+           'font-size="10">' % (width, height + margin + 70)]
+    out.append('<text x="5" y="12">labels: kept/dense; channels kept per prunable layer (grey: dense; blue: after '
                'stages %s)</text>' % ", ".join(str(r["stage"]) for r in rows))
     for i, unit in enumerate(units):
         x = 50 + i * group
@@ -100,9 +100,11 @@ def widths_svg(rows, dense):
             h = height * value / top
             color = "#bdbdbd" if j == 0 else colors[(j - 1) % len(colors)]
             out.append('<rect x="%d" y="%.1f" width="%d" height="%.1f" fill="%s"><title>%s: %d'
-                       '</title></rect>' % (x + j * bar, 20 + height - h, bar - 1, h, color, unit, value))
+                       '</title></rect>' % (x + j * bar, margin + height - h, bar - 1, h, color, unit, value))
+        out.append('<text x="%d" y="%.1f">%d/%d</text>'
+                   % (x, margin - 3 + height - height * max(series) / top, series[-1], series[0]))
         out.append('<text x="%d" y="%d" transform="rotate(45 %d %d)">%s</text>'
-                   % (x, height + 32, x, height + 32, unit))
+                   % (x, height + margin + 12, x, height + margin + 12, unit))
     out.append("</svg>")
     return "\n".join(out) + "\n"
 
