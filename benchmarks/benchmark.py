@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Throughput benchmark of cifar10_prune on real CIFAR-10, every number from one process.
 
-    python benchmarks/benchmark.py --data_dir /tmp/cifar10_data            # full run, ~4 min
+    python benchmarks/benchmark.py --data_dir /tmp/cifar10_data            # full run, ~4-5 min
     python benchmarks/benchmark.py --quick                                 # smoke run
 
 Measures, on the same training dataset (`data.train_dataset`, batch `--batch_size`):
@@ -15,8 +15,10 @@ Measures, on the same training dataset (`data.train_dataset`, batch `--batch_siz
                   and of a slim resnet20 (every prunable layer at `--slim_fraction` of its width),
                   plus their parameter counts and conv multiply-adds.
 
-Each training measurement times `--steps` steps (perf_counter around one fit call) after a
-warm-up (`--warmup_steps`, also pays for tracing); the measurements are repeated `--rounds` times,
+Each training measurement times `--steps` steps (perf_counter around one fit call, up to the end
+of training but not the teardown of the tf.data iterator the call made, which is reported on its
+own: see the comment at `KeepIterators`) after a warm-up fit (`--warmup_steps`, also pays for
+tracing); the measurements are repeated `--rounds` times,
 interleaved (the order rotates every round), and medians are reported, because the machine is
 shared and noisy. Ratios are computed per round (from measurements taken next to each other)
 and their median is reported. Threading is left at the TensorFlow defaults.
@@ -209,9 +211,9 @@ def main(argv=None):
         def fit(self, num_steps):
             self.logged.clear()
             start = self.trainer.step
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             self.trainer.fit(self.source, start + num_steps, log_frequency, bs)
-            dt = time.perf_counter() - t0
+            dt, cpu = time.perf_counter() - t0, time.process_time() - c0
             teardown = self.source.release()
             assert self.trainer.step == start + num_steps, (self.trainer.step, start, num_steps)
             # Trainer's own logged rate: the compiled multi-step call only (no iterator creation,
@@ -220,7 +222,8 @@ def main(argv=None):
             return {"images_per_sec": num_steps * bs / dt, "seconds": dt,
                     "in_loop_images_per_sec": float(match.group(1)) if match else None,
                     "iterator_teardown_seconds": teardown,
-                    "end_to_end_images_per_sec": num_steps * bs / (dt + teardown)}
+                    "end_to_end_images_per_sec": num_steps * bs / (dt + teardown),
+                    "cpu_ms_per_image": 1000.0 * cpu / (num_steps * bs)}
 
     # ---- 4. plain keras.Model.fit -------------------------------------------------------------
     class Timer(keras.callbacks.Callback):
@@ -237,6 +240,7 @@ def main(argv=None):
         def on_train_end(self, logs=None):
             # keras frees its epoch iterator (and so the tf.data iterator) after this.
             self.train_end = time.perf_counter()
+            self.train_end_cpu = time.process_time()
 
     class KerasFit:
         name = "keras_fit"
@@ -249,7 +253,7 @@ def main(argv=None):
             self.timer = Timer()
 
         def fit(self, num_steps):
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             self.model.fit(ds, epochs=1, steps_per_epoch=num_steps, verbose=0,
                            shuffle=False, callbacks=[self.timer])  # ds is already shuffled
             total = time.perf_counter() - t0
@@ -258,7 +262,8 @@ def main(argv=None):
             return {"images_per_sec": num_steps * bs / dt, "seconds": dt,
                     "in_loop_images_per_sec": num_steps * bs / loop,
                     "iterator_teardown_seconds": total - dt,
-                    "end_to_end_images_per_sec": num_steps * bs / total}
+                    "end_to_end_images_per_sec": num_steps * bs / total,
+                    "cpu_ms_per_image": 1000.0 * (self.timer.train_end_cpu - c0) / (num_steps * bs)}
 
     progress("building and warming up (tracing) the three training setups")
     runners = [Ours("ours_ista", args.l1_penalty), Ours("ours_sgd", 0.0), KerasFit()]
@@ -358,6 +363,7 @@ def main(argv=None):
                 for name in training_runs}
     med_e2e = {name: median(rates(name, "end_to_end_images_per_sec")) for name in training_runs}
     teardown = {name: rates(name, "iterator_teardown_seconds") for name in measurements}
+    cpu_ms = {name: median(rates(name, "cpu_ms_per_image")) for name in training_runs}
     dense, slim = infer["dense"], infer["slim"]
     checks = {
         "ista_overhead": ratio_medians["ista_overhead"] < TARGET_ISTA_OVERHEAD,
@@ -423,6 +429,9 @@ def main(argv=None):
         % (med_e2e["ours_ista"], med_e2e["ours_sgd"], med_e2e["keras_fit"],
            100 * ratio_medians["end_to_end_ista_overhead"],
            ratio_medians["end_to_end_ours_ista_vs_keras_fit"]),
+        "- Process CPU time (all threads) per training image, median: ours ISTA %.2f ms, "
+        "ours SGD %.2f ms, plain fit %.2f ms (less sensitive than wall time to other "
+        "processes taking the CPUs)." % tuple(cpu_ms[name] for name in training_runs),
         "- Iterator teardown per fit call, seconds (each round): ours ISTA %s; ours SGD %s; "
         "plain fit %s."
         % tuple(" ".join("%.1f" % x for x in teardown[name]) for name in training_runs),
@@ -456,6 +465,7 @@ def main(argv=None):
         "median_images_per_sec": med,
         "median_in_loop_images_per_sec": med_loop,
         "median_end_to_end_images_per_sec": med_e2e,
+        "median_cpu_ms_per_image": cpu_ms,
         "iterator_teardown_seconds": teardown,
         "ratios_per_round": ratios,
         "ratio_medians": ratio_medians,

@@ -70,6 +70,7 @@ class Trainer:
         self.checkpoint = make_checkpoint(model, self.ema, optimizer, self.gamma_rescale)
         self.manager = checkpoint_manager(self.checkpoint, train_dir)
         self._run = None
+        self._dataset = self._iterator = None
 
     @property
     def step(self):
@@ -121,7 +122,11 @@ class Trainer:
         if self._run is None:
             self._run = self._compile()
         writer = tf.summary.create_file_writer(self.train_dir)
-        iterator = iter(dataset)
+        if dataset is not self._dataset:
+            # One iterator per dataset across fit calls: a new one refills the shuffle buffer,
+            # and tearing one down can block on tf.data's autotuner for seconds.
+            self._dataset, self._iterator = dataset, iter(dataset)
+        iterator = self._iterator
         last_save, first_chunk = time.time(), True
         while self.step < max_steps:
             step = self.step
