@@ -42,20 +42,26 @@ def collect(train_dir):
     return rows
 
 
-def time_saved_models(paths, batch_size=125, rounds=5, reps=10):
-    """{name: images/s} of each SavedModel's serving_default on a uint8 batch, measured in
-    alternating rounds so that both see the same machine load; the median round counts."""
+def time_saved_models(paths, batch_size=125, rounds=7, reps=10):
+    """{name: images/s} of each SavedModel's serving_default on one uint8 batch.
+
+    The models take turns, in an order reversed every round so that neither always runs first,
+    and each reports its median round; the machine's noise is shared instead of biasing one.
+    """
     images = tf.constant(np.random.RandomState(0).randint(0, 256, (batch_size, 32, 32, 3)), tf.uint8)
     serve = {name: tf.saved_model.load(path).signatures["serving_default"] for name, path in paths.items()}
     for fn in serve.values():
-        fn(images=images)  # warm-up
+        for _ in range(3):  # warm-up
+            fn(images=images)["logits"].numpy()
     rates = {name: [] for name in serve}
+    order = list(serve)
     for _ in range(rounds):
-        for name, fn in serve.items():
+        for name in order:
             start = time.perf_counter()
             for _ in range(reps):
-                fn(images=images)["logits"].numpy()
+                serve[name](images=images)["logits"].numpy()
             rates[name].append(reps * batch_size / (time.perf_counter() - start))
+        order.reverse()
     return {name: float(np.median(r)) for name, r in rates.items()}
 
 

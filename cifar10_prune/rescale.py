@@ -4,6 +4,8 @@ Multiplying a penalized BN's gamma and beta by alpha scales its output by alpha;
 max-pool commute with a positive factor, so dividing the next conv's kernel by alpha leaves the
 network's function unchanged while the L1 penalty now sees gammas alpha times smaller or larger.
 """
+import math
+
 import keras
 
 from cifar10_prune import graph
@@ -30,12 +32,14 @@ def rescale(model, alpha, ema=None):
 def begin_stage(trainer, alpha, log=print):
     """Apply `alpha` at the start of a fresh stage; a resumed stage keeps what it saved."""
     current = float(trainer.gamma_rescale.numpy())
-    if current == 1.0 and alpha != 1.0 and trainer.step == 0:
+    if math.isclose(current, alpha, rel_tol=1e-6):  # float32 in the checkpoint
+        return
+    if current == 1.0 and trainer.step == 0:
         rescale(trainer.model, alpha, trainer.ema)
         trainer.gamma_rescale.assign(alpha)
         log("gamma-W rescaling: penalized gammas and betas x %g, next kernels x %g"
             % (alpha, 1.0 / alpha))
-    elif current != alpha:
+    else:
         log("gamma-W rescaling: the checkpoint was trained with alpha = %g; keeping it "
             "(--gamma_rescale %g applies only when a stage starts)" % (current, alpha))
 

@@ -141,3 +141,27 @@ def test_logged_fake_sparsity_matches_checkpoint_count(tmp_path):
     again.fit(_dataset(), 3, 1, 8)
     step, _, _, fake, _, _ = _parsed(lines)[0]
     assert int(step) == 2 and float(fake) == pytest.approx(round(expected, 2))
+
+
+def test_gamma_rescale_applied_once_per_stage_and_undone(tmp_path):
+    from cifar10_prune import rescale
+    trainer, _ = _trainer(tmp_path)
+    gamma = trainer.model.get_layer("g2b1c0_bn").gamma
+    start = gamma.numpy().copy()
+    x = _dataset().take(1).get_single_element()[0]
+    before = trainer.model(x, training=False).numpy()
+    rescale.begin_stage(trainer, 0.1, log=lambda _: None)
+    np.testing.assert_allclose(gamma.numpy(), 0.1 * start, rtol=1e-6)
+    np.testing.assert_allclose(trainer.model(x, training=False).numpy(), before, rtol=1e-4, atol=1e-4)
+    trainer.save()
+
+    resumed, _ = _trainer(tmp_path)
+    resumed.restore()
+    notes = []
+    rescale.begin_stage(resumed, 0.1, log=notes.append)  # already applied: not again
+    resumed_gamma = resumed.model.get_layer("g2b1c0_bn").gamma
+    np.testing.assert_allclose(resumed_gamma.numpy(), 0.1 * start, rtol=1e-6)
+    assert float(resumed.gamma_rescale.numpy()) == pytest.approx(0.1) and not notes
+    rescale.end_stage(resumed, log=notes.append)
+    np.testing.assert_allclose(resumed_gamma.numpy(), start, rtol=1e-5)
+    assert float(resumed.gamma_rescale.numpy()) == 1.0 and "undone" in notes[0]
