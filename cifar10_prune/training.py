@@ -127,8 +127,10 @@ class Trainer:
             # and tearing one down can block on tf.data's autotuner for seconds.
             self._dataset, self._iterator = dataset, iter(dataset)
         iterator = self._iterator
-        last_save, first_chunk = time.time(), True
+        last_save = time.time()
         while self.step < max_steps:
+            # A chunk runs up to the next multiple of log_frequency, so every chunk but a
+            # resumed run's first starts on a logged step; that first one is logged too.
             step = self.step
             num = min(log_frequency - step % log_frequency, max_steps - step)
             lasso, fake, zeros = ista.sparsity(self.model)
@@ -138,21 +140,19 @@ class Trainer:
             duration = time.time() - start
             if not (math.isfinite(first) and math.isfinite(last)):
                 good = self.manager.latest_checkpoint or "none yet"
+                bad = last if math.isfinite(first) else first
                 raise TrainingError("loss is %s at step %d; training stopped. The last good "
-                                    "checkpoint is %s" % (last if math.isfinite(first) else first,
-                                                          self.step - 1, good))
-            if step % log_frequency == 0 or first_chunk:
-                self.log("%s: step %d, loss = %.2f, group lasso = %.2f, fake sparsity = %.2f, "
-                         "(%.1f examples/sec; %.3f sec/batch)"
-                         % (datetime.datetime.now(), step, first, lasso, fake,
-                            num * batch_size / duration, duration / num))
-                if zeros:
-                    self.log(ista.format_zeros(zeros))
-                values = {"loss": first, "learning_rate": lr, "group_lasso": lasso,
-                          "fake_sparsity": fake}
-                values.update({"zero_gammas/" + u: z for u, (z, _) in zeros.items()})
-                summaries.scalars(writer, step, values)
-            first_chunk = False
+                                    "checkpoint is %s" % (bad, self.step - 1, good))
+            self.log("%s: step %d, loss = %.2f, group lasso = %.2f, fake sparsity = %.2f, "
+                     "(%.1f examples/sec; %.3f sec/batch)"
+                     % (datetime.datetime.now(), step, first, lasso, fake,
+                        num * batch_size / duration, duration / num))
+            if zeros:
+                self.log(ista.format_zeros(zeros))
+            values = {"loss": first, "learning_rate": lr, "group_lasso": lasso,
+                      "fake_sparsity": fake}
+            values.update({"zero_gammas/" + u: z for u, (z, _) in zeros.items()})
+            summaries.scalars(writer, step, values)
             if time.time() - last_save >= self.save_checkpoint_secs:
                 self.save()
                 last_save = time.time()
