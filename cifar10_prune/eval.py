@@ -10,7 +10,7 @@ import os
 import tensorflow as tf
 from absl import flags
 
-from cifar10_prune import cli, costs, data, evaluation, models, stages, summaries, training
+from cifar10_prune import cli, costs, data, evaluation, stages, summaries
 from cifar10_prune.flags.eval import define_eval_flags
 from cifar10_prune.recalibrate import recalibrate_bn
 from cifar10_prune.spec import ArchSpec, width_table
@@ -19,12 +19,7 @@ FLAGS = flags.FLAGS
 
 
 def evaluate_checkpoint(spec, path, dataset, writer):
-    model = models.build_model(spec, FLAGS.weight_decay)
-    try:
-        training.restore_averaged(model, path)
-    except (ValueError, tf.errors.OpError) as e:
-        raise stages.StageError("%s does not fit the %s architecture (%s); is --is_compressed "
-                                "right for this stage?" % (path, spec.model, e)) from None
+    model = stages.load_averaged(spec, path, FLAGS.weight_decay)
     print("total params: %d" % costs.param_count(model))
     if spec != ArchSpec.dense(spec.model):
         print("channels kept: " + ", ".join(width_table(ArchSpec.dense(spec.model), spec)))

@@ -14,7 +14,7 @@ import keras
 import tensorflow as tf
 from absl import flags
 
-from cifar10_prune import cli, costs, data, models, stages, training
+from cifar10_prune import cli, costs, data, models, stages
 from cifar10_prune.flags.export import define_export_flags
 from cifar10_prune.spec import ArchSpec
 
@@ -54,8 +54,7 @@ def main(argv):
     directory = stages.stage_dir(fv.checkpoint_dir, fv.checkpoint_version)
     spec = stages.spec_for_eval(directory, fv.model, fv.is_compressed)
     path = stages.checkpoint_path(directory, fv.checkpoint_iter)
-    model = models.build_model(spec)
-    training.restore_averaged(model, path)
+    model = stages.load_averaged(spec, path)
     dense = models.build_model(ArchSpec.dense(spec.model))
     export_saved_model(model, fv.export_dir)
     print("exported %s to %s" % (path, fv.export_dir))

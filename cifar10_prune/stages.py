@@ -9,7 +9,7 @@ import tempfile
 
 import tensorflow as tf
 
-from cifar10_prune import costs, rebuild, spec as spec_lib, training
+from cifar10_prune import costs, models, rebuild, spec as spec_lib, training
 from cifar10_prune.ema import ExponentialMovingAverage
 from cifar10_prune.spec import ARCHITECTURE_FILE, ArchSpec
 
@@ -62,6 +62,25 @@ def spec_for_eval(directory, model, is_compressed):
                          "--checkpoint_dir/--checkpoint_version, or pass --is_compressed=false "
                          "to evaluate it as the dense --model" % (directory, ARCHITECTURE_FILE))
     return ArchSpec.load(directory)
+
+
+def prepare(directory, spec):
+    """Create a stage directory and record its architecture there if it is not yet."""
+    os.makedirs(directory, exist_ok=True)
+    if not _has_architecture(directory):
+        spec.save(directory)
+
+
+def load_averaged(spec, path, weight_decay=0.0005):
+    """The model of `spec` holding checkpoint `path`'s averaged weights (what eval and export
+    use). A checkpoint of other shapes gives StageError."""
+    model = models.build_model(spec, weight_decay)
+    try:
+        training.restore_averaged(model, path)
+    except (ValueError, tf.errors.OpError) as e:
+        raise StageError("%s does not fit the %s architecture (%s); is --is_compressed right "
+                         "for this stage?" % (path, spec.model, e)) from None
+    return model
 
 
 def checkpoint_path(directory, iteration=-1):

@@ -6,8 +6,6 @@ Stage v trains in train_dir_v, resuming from its newest checkpoint, until global
 with --squeeze_model it then removes the channels whose gamma is exactly zero and writes the
 narrower model as stage v+1 (train_dir_{v+1}/model.ckpt-0 + architecture.json).
 """
-import os
-
 import tensorflow as tf
 from absl import flags
 
@@ -30,9 +28,7 @@ def main(argv):
     optimizer = ista.ISTA(training.learning_rate_schedule(FLAGS.learning_rate, FLAGS.batch_size),
                           l1_penalty=FLAGS.l1_penalty, penalties=ista.penalties(model))
     trainer = training.Trainer(model, optimizer, train_dir, FLAGS.save_checkpoint_secs)
-    os.makedirs(train_dir, exist_ok=True)
-    if not os.path.exists(os.path.join(train_dir, "architecture.json")):
-        spec.save(train_dir)
+    stages.prepare(train_dir, spec)
     resumed = trainer.restore()
     print("stage %d in %s: %s, %s" % (version, train_dir, spec.model,
           "resuming from %s (step %d)" % (resumed, trainer.step) if resumed else "from scratch"))
