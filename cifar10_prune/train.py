@@ -30,8 +30,13 @@ def main(argv):
     trainer = training.Trainer(model, optimizer, train_dir, FLAGS.save_checkpoint_secs)
     stages.prepare(train_dir, spec)
     resumed = trainer.restore()
-    print("stage %d in %s: %s, %s" % (version, train_dir, spec.model,
-          "resuming from %s (step %d)" % (resumed, trainer.step) if resumed else "from scratch"))
+    if not resumed:
+        start = "from scratch"
+    elif trainer.step == 0:
+        start = "from the compressed model %s" % resumed
+    else:
+        start = "resuming from %s (step %d)" % (resumed, trainer.step)
+    print("stage %d in %s: %s, %s" % (version, train_dir, spec.model, start))
     rescale.begin_stage(trainer, FLAGS.gamma_rescale)
 
     trainer.fit(dataset, FLAGS.max_steps, FLAGS.log_frequency, FLAGS.batch_size)

@@ -80,7 +80,7 @@ def test_full_sparsity_stage_chain_and_export(tiny_data, tmp_path):
 
     # Stage 1 builds from the JSON; its rho are recomputed (nothing prunable is left).
     out = train(tiny_data, base, "--checkpoint_version", 1, "--max_steps", 2).stdout
-    assert "from %s_1/model.ckpt-0" % base in out and LINE.findall(out)[0][1] == "0.00"
+    assert "from the compressed model %s_1/model.ckpt-0" % base in out and LINE.findall(out)[0][1] == "0.00"
     params, precision, _ = results(evaluate(tiny_data, base, "--checkpoint_version", 2))
     assert params == 12696
 
