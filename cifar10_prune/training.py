@@ -136,7 +136,13 @@ class Trainer:
             lasso, fake, zeros = ista.sparsity(self.model)
             lr = float(self.optimizer.learning_rate)
             start = time.time()
-            first, last = (float(v) for v in self._run(iterator, tf.constant(num)))
+            try:
+                first, last = (float(v) for v in self._run(iterator, tf.constant(num)))
+            except KeyboardInterrupt:
+                # The compiled chunk ran to its end before Python saw Ctrl-C: a consistent state.
+                path = self.save()
+                raise TrainingError("interrupted at step %d; saved %s, rerun the same command to "
+                                    "resume" % (self.step, path)) from None
             duration = time.time() - start
             if not (math.isfinite(first) and math.isfinite(last)):
                 good = self.manager.latest_checkpoint or "none yet"

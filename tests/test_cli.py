@@ -241,3 +241,24 @@ def test_continuous_eval_picks_up_new_checkpoints(tiny_data, tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_ctrl_c_saves_and_resumes(tiny_data, tmp_path):
+    import signal
+    import time
+    base = str(tmp_path / "interrupt")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cifar10_prune.train", "--data_dir", tiny_data, "--train_dir", base,
+         "--batch_size", "10", "--log_frequency", "1", "--max_steps", "100000"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(tmp_path))
+    for line in proc.stdout:
+        if LINE.match(line.strip()) and int(LINE.match(line.strip()).group(1)) >= 2:
+            break
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1 and "interrupted at step" in err, err[-2000:]
+    step = int(re.search(r"interrupted at step (\d+); saved \S*model\.ckpt-(\d+)", err).group(2))
+    assert os.path.exists("%s_0/model.ckpt-%d.index" % (base, step))
+    out = train(tiny_data, base, "--max_steps", step + 1, "--squeeze_model=false").stdout
+    assert "resuming from %s_0/model.ckpt-%d (step %d)" % (base, step, step) in out
