@@ -11,6 +11,7 @@ import tensorflow as tf
 from absl import flags
 
 from cifar10_prune import cli, costs, data, evaluation, stages, summaries
+from cifar10_prune.flags import common as common_flags, eval as flag_defs
 from cifar10_prune.flags.eval import define_eval_flags
 from cifar10_prune.recalibrate import recalibrate_bn
 from cifar10_prune.spec import ArchSpec, width_table
@@ -55,6 +56,9 @@ def main(argv):
 
 def run():
     define_eval_flags()  # here, not at import: importing stays free of side effects
+    # The definitions live in cifar10_prune.flags; adopting them makes --help list them.
+    flags.adopt_module_key_flags(flag_defs)
+    flags.adopt_module_key_flags(common_flags)
     cli.run(main)
 
 
