@@ -23,7 +23,9 @@ def evaluate_checkpoint(spec, path, dataset, writer):
     model = stages.load_averaged(spec, path, FLAGS.weight_decay)
     print("total params: %d" % costs.param_count(model))
     if spec != ArchSpec.dense(spec.model):
-        print("channels kept: " + ", ".join(width_table(ArchSpec.dense(spec.model), spec)))
+        print("channels kept (dense -> this model):")
+        for line in width_table(ArchSpec.dense(spec.model), spec):
+            print("  " + line)
     if FLAGS.recalibrate_bn:
         train = data.train_dataset(FLAGS.data_dir, FLAGS.batch_size, source=FLAGS.dataset_source)
         recalibrate_bn(model, train, FLAGS.recalibrate_bn)
