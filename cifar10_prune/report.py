@@ -16,6 +16,8 @@ import tensorflow as tf
 from absl import flags
 
 from cifar10_prune import cli, costs, models, summaries
+from cifar10_prune.flags import report as flag_defs
+from cifar10_prune.flags.report import define_report_flags
 from cifar10_prune.spec import ARCHITECTURE_FILE, ArchSpec, read_extra
 
 STAGE_PREFIX = "cifar10_train"
@@ -144,10 +146,8 @@ def main(argv):
 
 
 def run():
-    flags.DEFINE_string("train_dir", None, "Directory run_experiments.sh wrote.")
-    flags.DEFINE_boolean("time_saved_models", False,
-                         "Also time saved_model_dense against saved_model (batch 125).")
-    flags.mark_flag_as_required("train_dir")
+    define_report_flags()
+    flags.adopt_module_key_flags(flag_defs)  # so --help lists them
     cli.run(main)
 
 
