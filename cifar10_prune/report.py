@@ -18,6 +18,7 @@ from absl import flags
 from cifar10_prune import cli, costs, models, summaries
 from cifar10_prune.flags import report as flag_defs
 from cifar10_prune.flags.report import define_report_flags
+from cifar10_prune.stages import StageError
 from cifar10_prune.spec import ARCHITECTURE_FILE, ArchSpec, read_extra
 
 STAGE_PREFIX = "cifar10_train"
@@ -121,7 +122,8 @@ def write_report(train_dir, time_models=False, log=print):
     """Print the results table and write results.md, results.json and widths.svg in train_dir."""
     rows = collect(train_dir)
     if not rows:
-        raise ValueError("no compressed stages (%s_1/%s) in %s" % (STAGE_PREFIX, ARCHITECTURE_FILE, train_dir))
+        raise StageError("no compressed stages (%s_1/%s) in %s; run run_experiments.sh first"
+                         % (STAGE_PREFIX, ARCHITECTURE_FILE, train_dir))
     speed = None
     if time_models:
         paths = {name: os.path.join(train_dir, d) for name, d in
