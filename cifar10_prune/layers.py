@@ -32,6 +32,24 @@ class PrunableBatchNorm(keras.layers.BatchNormalization):
     def prunable(self):
         return self.unit is not None
 
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable) or mask is not None or self.renorm:
+            return super().call(inputs, training=training, mask=mask)
+        # As TF1's fused batch norm (the original's): normalize with the biased batch variance,
+        # but feed the moving variance the unbiased one, n / (n - 1) times larger. Keras
+        # uses the biased one for both.
+        x = ops.cast(inputs, "float32")
+        mean, variance = ops.moments(x, axes=[0, 1, 2])
+        n = ops.cast(ops.prod(ops.shape(x)[:-1]), "float32")
+        unbiased = variance * n / ops.maximum(n - 1.0, 1.0)
+        self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+        self.moving_variance.assign(self.moving_variance * self.momentum
+                                    + unbiased * (1.0 - self.momentum))
+        out = ops.batch_normalization(x, mean, variance, axis=-1, offset=self.beta,
+                                      scale=self.gamma if self.scale else None,
+                                      epsilon=self.epsilon)
+        return ops.cast(out, self.compute_dtype)
+
     def get_config(self):
         config = super().get_config()
         config.update(unit=self.unit, penalty_weight=self.penalty_weight)

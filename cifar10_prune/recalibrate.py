@@ -2,8 +2,9 @@
 
 With decay 0.999 the moving statistics remember ~1,000 steps, so after a short run, or while
 ISTA is shrinking gammas fast, they lag far behind the weights. This replaces them by the exact
-average over N training batches of each BN's batch mean and (biased) batch variance, computed
-with the network in training mode as during training; no weight changes.
+average over N training batches of each BN's batch mean and unbiased batch variance (what the
+moving averages of `layers.PrunableBatchNorm` track), computed with the network in training mode
+as during training; no weight changes.
 """
 import keras
 import numpy as np
@@ -27,7 +28,12 @@ def recalibrate_bn(model, dataset, num_batches, log=print):
     def moments(images):
         # training=True: each BN normalizes with its batch statistics, as in training. It also
         # nudges the moving statistics, which are overwritten below.
-        return [tf.nn.moments(x, axes=[0, 1, 2]) for x in probe(images, training=True)]
+        stats = []
+        for x in probe(images, training=True):
+            mean, var = tf.nn.moments(x, axes=[0, 1, 2])
+            n = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), var.dtype)
+            stats.append((mean, var * n / tf.maximum(n - 1.0, 1.0)))  # unbiased, as in training
+        return stats
 
     sums = [[np.zeros(bn.moving_mean.shape), np.zeros(bn.moving_mean.shape)] for bn in bns]
     used = 0

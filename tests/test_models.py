@@ -170,3 +170,28 @@ def test_corrupt_json_is_rejected(tmp_path):
     (tmp_path / "architecture.json").write_text('{"format": "cifar10_prune.archi')
     with pytest.raises(ArchitectureError, match="not valid JSON"):
         ArchSpec.load(str(tmp_path))
+
+
+def test_batch_norm_moving_variance_is_unbiased_like_tf1_fused():
+    from cifar10_prune.layers import PrunableBatchNorm
+    rng = np.random.RandomState(0)
+    x = rng.normal(1.0, 2.0, (4, 3, 3, 5)).astype(np.float32)
+    for scale in (True, False):
+        bn = PrunableBatchNorm(scale=scale)
+        bn.build(x.shape)
+        bn.beta.assign(rng.normal(size=5))
+        if scale:
+            bn.gamma.assign(rng.normal(size=5))
+        out = bn(x, training=True).numpy()
+        flat = x.reshape(-1, 5)
+        expected = (x - flat.mean(0)) / np.sqrt(flat.var(0) + 0.001)  # biased for normalizing
+        if scale:
+            expected = expected * bn.gamma.numpy()
+        np.testing.assert_allclose(out, expected + bn.beta.numpy(), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(bn.moving_mean.numpy(), 0.001 * flat.mean(0), rtol=1e-4)
+        np.testing.assert_allclose(bn.moving_variance.numpy(),  # unbiased for the average
+                                   0.999 + 0.001 * flat.var(0, ddof=1), rtol=1e-5)
+        inference = bn(x, training=False).numpy()
+        np.testing.assert_allclose(
+            inference, (x - bn.moving_mean.numpy()) / np.sqrt(bn.moving_variance.numpy() + 0.001)
+            * (bn.gamma.numpy() if scale else 1.0) + bn.beta.numpy(), rtol=1e-4, atol=1e-4)
