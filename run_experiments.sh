@@ -3,10 +3,12 @@
 # after each, then the slim SavedModel, then a results table.
 #
 #   ./run_experiments.sh [--data_dir DIR] [--train_dir DIR] [--model resnet20|cnn4]
-#                        [--steps_scale S] [--quick] [any other flag for every train/eval call]
+#                        [--steps_scale S] [--quick] [--l1_penalties A,B,C]
+#                        [any other flag for every train/eval call]
 #
 # --steps_scale S multiplies every stage's max_steps (at least 1 step); --quick means
-# --steps_scale 0.02 plus --recalibrate_bn 100 (short stages leave BN statistics stale).
+# --steps_scale 0.02 plus --recalibrate_bn 100 (short stages leave BN statistics stale);
+# --l1_penalties replaces the three stages' l1_penalty (e.g. 0.0002,0.002,0 for cnn4 model B).
 # Everything goes under --train_dir: stages cifar10_train_{0..3}, evals eval_{1..3},
 # saved_model (slim, stage 3) and saved_model_dense (stage 0), results.md/.json, widths.svg.
 # Stops at the first failing step with its exit code; rerunning resumes where it stopped.
@@ -19,6 +21,7 @@ SCALE=1
 EXTRA=()
 PASS=()
 PYTHON=${PYTHON:-python}
+L1_OVERRIDE=""
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -30,8 +33,10 @@ while [ $# -gt 0 ]; do
     --model=*) MODEL=${1#*=}; shift ;;
     --steps_scale) SCALE=$2; shift 2 ;;
     --steps_scale=*) SCALE=${1#*=}; shift ;;
+    --l1_penalties) L1_OVERRIDE=$2; shift 2 ;;
+    --l1_penalties=*) L1_OVERRIDE=${1#*=}; shift ;;
     --quick) SCALE=0.02; EXTRA=(--recalibrate_bn 100); shift ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     --*=*) PASS+=("$1"); shift ;;
     --*) if [ $# -gt 1 ] && [[ "$2" != --* ]]; then PASS+=("$1" "$2"); shift 2; else PASS+=("$1"); shift; fi ;;
     *) echo "run_experiments.sh: unexpected argument '$1' (see --help)" >&2; exit 2 ;;
@@ -42,10 +47,16 @@ case "$MODEL" in
   # l1_penalty, max_steps and learning_rate of stages 0 (warm-up), 1 (sparsify), 2 (fine-tune).
   resnet20) L1=(0.001 0.005 0.0); STEPS=(30000 50000 50000); LR=(0.1 0.1 0.01) ;;
   # The paper's convnet: fixed learning rate 0.01, warm-up 0.0002, then 0.001 (model A;
-  # model B uses 0.002 in stage 1: edit L1 below).
+  # model B: --l1_penalties 0.0002,0.002,0).
   cnn4) L1=(0.0002 0.001 0.0); STEPS=(30000 50000 50000); LR=(0.01 0.01 0.01) ;;
   *) echo "run_experiments.sh: --model must be resnet20 or cnn4, got '$MODEL'" >&2; exit 2 ;;
 esac
+if [ -n "$L1_OVERRIDE" ]; then
+  IFS=, read -r -a L1 <<< "$L1_OVERRIDE"
+  if [ ${#L1[@]} -ne 3 ]; then
+    echo "run_experiments.sh: --l1_penalties needs three comma-separated values, got '$L1_OVERRIDE'" >&2; exit 2
+  fi
+fi
 if ! [[ "$SCALE" =~ ^[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?$ ]]; then
   echo "run_experiments.sh: --steps_scale must be a positive number, got '$SCALE'" >&2; exit 2
 fi

@@ -196,7 +196,8 @@ def test_flag_defaults_are_the_originals():
 def test_run_experiments_script(tiny_data, tmp_path):
     out_dir = str(tmp_path / "recipe")
     proc = subprocess.run(["bash", "run_experiments.sh", "--data_dir", tiny_data, "--train_dir", out_dir,
-                           "--steps_scale", "0.0001", "--batch_size", "10", "--num_examples", "50"],
+                           "--steps_scale", "0.0001", "--batch_size", "10", "--num_examples", "50",
+                           "--l1_penalties", "0.002,0.003,0"],
                           cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                           capture_output=True, text=True, timeout=900, env=dict(os.environ, PYTHON=sys.executable))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -204,7 +205,7 @@ def test_run_experiments_script(tiny_data, tmp_path):
     with open(os.path.join(out_dir, "results.json")) as f:
         result = json.load(f)
     assert [(r["stage"], r["l1_penalty"], r["steps"]) for r in result["stages"]] == [
-        (0, 0.001, 3), (1, 0.005, 5), (2, 0.0, 5)]
+        (0, 0.002, 3), (1, 0.003, 5), (2, 0.0, 5)]
     assert all(r["precision_at_1"] is not None and r["total_params"] <= 281304 for r in result["stages"])
     assert set(result["inference_images_per_sec"]) == {"dense", "slim"}
     assert os.path.exists(os.path.join(out_dir, "results.md"))
