@@ -13,8 +13,19 @@ from cifar10_prune.training import TrainingError
 USER_ERRORS = (DataError, ArchitectureError, GraphError, StageError, TrainingError)
 
 
-def run(main):
-    """`absl.app.run(main)`, reporting USER_ERRORS as `error: <message>` and exit status 1."""
+def run(main, define_flags):
+    """`absl.app.run(main)` after `define_flags()`, reporting USER_ERRORS as
+    `error: <message>` and exit status 1.
+
+    Flags are defined here rather than at import, so importing an entry module has no side
+    effect; the ones `define_flags` adds become key flags of the main module (absl names it by
+    sys.argv[0]), so `--help` lists them although their definitions live in cifar10_prune.flags.
+    """
+    before = set(flags.FLAGS)
+    define_flags()
+    for name in set(flags.FLAGS) - before:
+        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
+
     def guarded(argv):
         if not flags.FLAGS["verbosity"].present:
             logging.set_verbosity(logging.WARNING)  # TF's INFO lines would bury the log

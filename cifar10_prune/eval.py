@@ -11,7 +11,6 @@ import tensorflow as tf
 from absl import flags
 
 from cifar10_prune import cli, costs, data, evaluation, stages, summaries
-from cifar10_prune.flags import common as common_flags, eval as flag_defs
 from cifar10_prune.flags.eval import define_eval_flags
 from cifar10_prune.recalibrate import recalibrate_bn
 from cifar10_prune.spec import ArchSpec, width_table
@@ -19,22 +18,22 @@ from cifar10_prune.spec import ArchSpec, width_table
 FLAGS = flags.FLAGS
 
 
-def evaluate_checkpoint(spec, path, dataset, writer):
+def evaluate_checkpoint(spec, path, dataset, train_dataset, writer):
     model = stages.load_averaged(spec, path, FLAGS.weight_decay)
-    print("total params: %d" % costs.param_count(model))
+    params = costs.param_count(model)
+    print("total params: %d" % params)
     if spec != ArchSpec.dense(spec.model):
         print("channels kept (dense -> this model):")
         for line in width_table(ArchSpec.dense(spec.model), spec):
             print("  " + line)
-    if FLAGS.recalibrate_bn:
-        train = data.train_dataset(FLAGS.data_dir, FLAGS.batch_size, source=FLAGS.dataset_source)
-        recalibrate_bn(model, train, FLAGS.recalibrate_bn)
+    if train_dataset is not None:
+        recalibrate_bn(model, train_dataset, FLAGS.recalibrate_bn)
     precision, loss, _ = evaluation.evaluate(model, dataset)
     print("%s: precision @ 1 = %.4f" % (datetime.datetime.now(), precision))
     print("%s: test loss = %.4f" % (datetime.datetime.now(), loss), flush=True)
     step = int(path.rsplit("-", 1)[1])
     summaries.scalars(writer, step, {"precision_at_1": precision, "test_loss": loss,
-                                     "total_params": costs.param_count(model)})
+                                     "total_params": params})
 
 
 def main(argv):
@@ -43,25 +42,25 @@ def main(argv):
     spec = stages.spec_for_eval(directory, FLAGS.model, FLAGS.is_compressed)
     dataset, _ = data.eval_dataset(FLAGS.data_dir, FLAGS.batch_size, FLAGS.eval_data,
                                    FLAGS.num_examples, source=FLAGS.dataset_source)
+    train_dataset = None  # only for --recalibrate_bn; made once, also when watching
+    if FLAGS.recalibrate_bn:
+        train_dataset = data.train_dataset(FLAGS.data_dir, FLAGS.batch_size,
+                                           source=FLAGS.dataset_source)
     os.makedirs(FLAGS.eval_dir, exist_ok=True)
     writer = tf.summary.create_file_writer(FLAGS.eval_dir)
     if FLAGS.run_once or FLAGS.checkpoint_iter >= 0:
         evaluate_checkpoint(spec, stages.checkpoint_path(directory, FLAGS.checkpoint_iter),
-                            dataset, writer)
+                            dataset, train_dataset, writer)
         return
     # Like the original's loop, but each checkpoint is evaluated once, when it appears.
     print("watching %s for checkpoints every %d s (Ctrl-C stops)"
           % (directory, FLAGS.eval_interval_secs), flush=True)
     for path in tf.train.checkpoints_iterator(directory, min_interval_secs=FLAGS.eval_interval_secs):
-        evaluate_checkpoint(spec, path, dataset, writer)
+        evaluate_checkpoint(spec, path, dataset, train_dataset, writer)
 
 
 def run():
-    define_eval_flags()  # here, not at import: importing stays free of side effects
-    # The definitions live in cifar10_prune.flags; adopting them makes --help list them.
-    flags.adopt_module_key_flags(flag_defs)
-    flags.adopt_module_key_flags(common_flags)
-    cli.run(main)
+    cli.run(main, define_eval_flags)
 
 
 if __name__ == "__main__":

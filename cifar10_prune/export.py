@@ -15,7 +15,6 @@ import tensorflow as tf
 from absl import flags
 
 from cifar10_prune import cli, costs, data, models, stages
-from cifar10_prune.flags import common as common_flags, export as flag_defs
 from cifar10_prune.flags.export import define_export_flags
 from cifar10_prune.spec import ArchSpec
 
@@ -67,11 +66,7 @@ def main(argv):
 
 
 def run():
-    define_export_flags()
-    # The definitions live in cifar10_prune.flags; adopting them makes --help list them.
-    flags.adopt_module_key_flags(flag_defs)
-    flags.adopt_module_key_flags(common_flags)
-    cli.run(main)
+    cli.run(main, define_export_flags)
 
 
 if __name__ == "__main__":

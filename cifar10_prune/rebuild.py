@@ -19,10 +19,11 @@ from cifar10_prune import graph, models
 from cifar10_prune.spec import ArchSpec
 
 
-def kept_channels(model):
-    """{unit: indices of the channels whose raw gamma is not exactly zero}."""
+def kept_channels(model, units=None):
+    """{unit: indices of the channels whose raw gamma is not exactly zero}; `units` are
+    `graph.units(model)` when the caller already has them."""
     return {u.name: np.flatnonzero(ops.convert_to_numpy(u.bn.gamma) != 0)
-            for u in graph.units(model)}
+            for u in (units if units is not None else graph.units(model))}
 
 
 def _through(layer, constant):
@@ -48,7 +49,7 @@ def compress(spec, model, averages=None, weight_decay=0.0005):
     values = {v.path: ops.convert_to_numpy(v) for v in model.weights}
     values.update(averages or {})
     units = graph.units(model)
-    keep = kept_channels(model)
+    keep = kept_channels(model, units)
 
     in_keep, out_keep = {}, {}
     for unit in units:

@@ -16,7 +16,6 @@ import tensorflow as tf
 from absl import flags
 
 from cifar10_prune import cli, costs, models, summaries
-from cifar10_prune.flags import report as flag_defs
 from cifar10_prune.flags.report import define_report_flags
 from cifar10_prune.stages import StageError
 from cifar10_prune.spec import ARCHITECTURE_FILE, ArchSpec, read_extra
@@ -148,9 +147,7 @@ def main(argv):
 
 
 def run():
-    define_report_flags()
-    flags.adopt_module_key_flags(flag_defs)  # so --help lists them
-    cli.run(main)
+    cli.run(main, define_report_flags)
 
 
 if __name__ == "__main__":

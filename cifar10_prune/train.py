@@ -10,7 +10,6 @@ import tensorflow as tf
 from absl import flags
 
 from cifar10_prune import cli, data, ista, models, rescale, stages, training
-from cifar10_prune.flags import common as common_flags, train as flag_defs
 from cifar10_prune.flags.train import define_train_flags
 from cifar10_prune.recalibrate import recalibrate_bn
 
@@ -55,11 +54,7 @@ def main(argv):
 
 
 def run():
-    define_train_flags()  # here, not at import: importing stays free of side effects
-    # The definitions live in cifar10_prune.flags; adopting them makes --help list them.
-    flags.adopt_module_key_flags(flag_defs)
-    flags.adopt_module_key_flags(common_flags)
-    cli.run(main)
+    cli.run(main, define_train_flags)
 
 
 if __name__ == "__main__":
