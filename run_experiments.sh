@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
 # The published recipe end to end (ORIGINAL.md section 1): three training stages with an eval
-# after each, then the slim SavedModel, then a results table.
+# after each, then the slim SavedModel, then a results table and charts.
 #
 #   ./run_experiments.sh [--data_dir DIR] [--train_dir DIR] [--model resnet20|cnn4]
-#                        [--steps_scale S] [--quick] [--l1_penalties A,B,C]
+#                        [--steps_scale S] [--quick] [--l1_penalties A,B,C] [--baseline]
 #                        [any other flag for every train/eval call]
 #
-# --steps_scale S multiplies every stage's max_steps (at least 1 step); --quick means
-# --steps_scale 0.02 plus --recalibrate_bn 100 (short stages leave BN statistics stale);
-# --l1_penalties replaces the three stages' l1_penalty (e.g. 0.0002,0.002,0 for cnn4 model B).
+# --steps_scale S multiplies every stage's max_steps (at least 1 step).
+# --quick: a short resnet20 schedule that prunes (800 + 2000 + 1200 steps, l1 0.001, 0.01, 0;
+#   BN statistics re-estimated from 100 batches), ~20 minutes on two CPU cores.
+# --l1_penalties replaces the three stages' l1_penalty (e.g. 0.0002,0.002,0 for cnn4 model B;
+#   0,0,0 trains the dense baseline of a schedule).
+# --baseline also trains the dense baseline (the same schedule and flags with l1_penalty 0)
+#   into TRAIN_DIR/baseline, exports it as saved_model_dense and compares it in the report.
 # Everything goes under --train_dir: stages cifar10_train_{0..3}, evals eval_{1..3},
-# saved_model (slim, stage 3) and saved_model_dense (stage 0), results.md/.json, widths.svg.
+# saved_model (slim, stage 3), saved_model_dense (baseline) or saved_model_stage0 (dense
+# architecture with stage-0 weights, for timing only), results.md/.json and SVG charts.
 # Stops at the first failing step with its exit code; rerunning resumes where it stopped.
 set -uo pipefail
 
@@ -22,6 +27,8 @@ EXTRA=()
 PASS=()
 PYTHON=${PYTHON:-python}
 L1_OVERRIDE=""
+QUICK=0
+BASELINE=0
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -35,8 +42,9 @@ while [ $# -gt 0 ]; do
     --steps_scale=*) SCALE=${1#*=}; shift ;;
     --l1_penalties) L1_OVERRIDE=$2; shift 2 ;;
     --l1_penalties=*) L1_OVERRIDE=${1#*=}; shift ;;
-    --quick) SCALE=0.02; EXTRA=(--recalibrate_bn 100); shift ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    --quick) QUICK=1; EXTRA=(--recalibrate_bn 100); shift ;;
+    --baseline) BASELINE=1; shift ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     --*=*) PASS+=("$1"); shift ;;
     --*) if [ $# -gt 1 ] && [[ "$2" != --* ]]; then PASS+=("$1" "$2"); shift 2; else PASS+=("$1"); shift; fi ;;
     *) echo "run_experiments.sh: unexpected argument '$1' (see --help)" >&2; exit 2 ;;
@@ -51,6 +59,14 @@ case "$MODEL" in
   cnn4) L1=(0.0002 0.001 0.0); STEPS=(30000 50000 50000); LR=(0.01 0.01 0.01) ;;
   *) echo "run_experiments.sh: --model must be resnet20 or cnn4, got '$MODEL'" >&2; exit 2 ;;
 esac
+if [ $QUICK -eq 1 ]; then
+  if [ "$MODEL" != resnet20 ]; then
+    echo "run_experiments.sh: --quick is a resnet20 schedule; use --steps_scale for cnn4" >&2; exit 2
+  fi
+  # Calibrated in docs/quick_start.md: a stronger lambda makes gammas reach zero within a
+  # 2,000-step sparsification stage (0.005 needs ~2,000 steps just to shrink them to zero).
+  L1=(0.001 0.01 0.0); STEPS=(800 2000 1200); LR=(0.1 0.1 0.01)
+fi
 if [ -n "$L1_OVERRIDE" ]; then
   IFS=, read -r -a L1 <<< "$L1_OVERRIDE"
   if [ ${#L1[@]} -ne 3 ]; then
@@ -79,21 +95,43 @@ step() {
   fi
 }
 
-mkdir -p "$TRAIN_DIR"
-BASE="$TRAIN_DIR/cifar10_train"
 COMMON=(--data_dir "$DATA_DIR" "${EXTRA[@]+"${EXTRA[@]}"}" "${PASS[@]+"${PASS[@]}"}" "${UNDEFOK[@]+"${UNDEFOK[@]}"}")
-for v in 0 1 2; do
-  steps=$("$PYTHON" -c "import sys; print(max(1, int(round(float(sys.argv[1]) * int(sys.argv[2])))))" "$SCALE" "${STEPS[$v]}")
-  step "$PYTHON" -m cifar10_prune.train --model "$MODEL" --train_dir "$BASE" --checkpoint_version $v \
-    --l1_penalty "${L1[$v]}" --max_steps "$steps" --learning_rate "${LR[$v]}" "${COMMON[@]}"
-  step "$PYTHON" -m cifar10_prune.eval --checkpoint_dir "$BASE" --checkpoint_version $((v + 1)) \
-    --eval_dir "$TRAIN_DIR/eval_$((v + 1))" "${COMMON[@]}"
-done
 
-# The SavedModels are derived from the checkpoints, so they are rebuilt on every run.
-rm -rf "$TRAIN_DIR/saved_model" "$TRAIN_DIR/saved_model_dense"
-step "$PYTHON" -m cifar10_prune.export --checkpoint_dir "$BASE" --checkpoint_version 3 \
-  --export_dir "$TRAIN_DIR/saved_model"
-step "$PYTHON" -m cifar10_prune.export --checkpoint_dir "$BASE" --checkpoint_version 0 \
-  --export_dir "$TRAIN_DIR/saved_model_dense"
-step "$PYTHON" -m cifar10_prune.report --train_dir "$TRAIN_DIR" --time_saved_models
+# recipe DIR L1_0 L1_1 L1_2: the three stages and their evals under DIR.
+recipe() {
+  local dir=$1 base=$1/cifar10_train
+  local l1=("$2" "$3" "$4")
+  mkdir -p "$dir"
+  for v in 0 1 2; do
+    steps=$("$PYTHON" -c "import sys; print(max(1, int(round(float(sys.argv[1]) * int(sys.argv[2])))))" "$SCALE" "${STEPS[$v]}")
+    step "$PYTHON" -m cifar10_prune.train --model "$MODEL" --train_dir "$base" --checkpoint_version $v \
+      --l1_penalty "${l1[$v]}" --max_steps "$steps" --learning_rate "${LR[$v]}" "${COMMON[@]}"
+    step "$PYTHON" -m cifar10_prune.eval --checkpoint_dir "$base" --checkpoint_version $((v + 1)) \
+      --eval_dir "$dir/eval_$((v + 1))" "${COMMON[@]}"
+  done
+}
+
+export_once() {  # export_once CHECKPOINT_DIR VERSION EXPORT_DIR: derived data, rebuilt every run
+  rm -rf "$3"
+  step "$PYTHON" -m cifar10_prune.export --checkpoint_dir "$1" --checkpoint_version "$2" \
+    --export_dir "$3"
+}
+
+START=$SECONDS
+recipe "$TRAIN_DIR" "${L1[@]}"
+export_once "$TRAIN_DIR/cifar10_train" 3 "$TRAIN_DIR/saved_model"
+echo "run_experiments.sh: the three stages took $(( (SECONDS - START) / 60 )) min $(( (SECONDS - START) % 60 )) s"
+REPORT=(--train_dir "$TRAIN_DIR" --time_saved_models)
+rm -rf "$TRAIN_DIR/saved_model_stage0" "$TRAIN_DIR/saved_model_dense"
+if [ $BASELINE -eq 1 ]; then
+  START=$SECONDS
+  recipe "$TRAIN_DIR/baseline" 0 0 0
+  echo "run_experiments.sh: the dense baseline took $(( (SECONDS - START) / 60 )) min $(( (SECONDS - START) % 60 )) s"
+  export_once "$TRAIN_DIR/baseline/cifar10_train" 3 "$TRAIN_DIR/saved_model_dense"
+  REPORT+=(--baseline_dir "$TRAIN_DIR/baseline")
+else
+  # Without a baseline only the dense architecture is worth timing: stage 0's weights are a
+  # partly trained model, not a baseline, and the name says so.
+  export_once "$TRAIN_DIR/cifar10_train" 0 "$TRAIN_DIR/saved_model_stage0"
+fi
+step "$PYTHON" -m cifar10_prune.report "${REPORT[@]}"

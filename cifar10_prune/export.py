@@ -7,6 +7,10 @@ The `serving_default` signature takes `images`, uint8 [batch, 32, 32, 3] raw RGB
 (per-image standardization happens inside), and returns `logits` and `probabilities`
 [batch, 10]. It loads with plain `tf.saved_model.load`, without this package.
 """
+from cifar10_prune import logs
+
+logs.quiet_tensorflow()  # before TensorFlow loads; its start-up lines are not the user's
+
 import os
 import shutil
 

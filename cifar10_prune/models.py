@@ -29,7 +29,10 @@ def build_model(spec, weight_decay=0.0005):
         raise TypeError("build_model takes an ArchSpec, e.g. ArchSpec.dense('resnet20')")
     builder = {"resnet20": _resnet20, "cnn4": _cnn4}[spec.model]
     model = builder(spec.widths, weight_decay)
-    costs.assign_penalty_weights(model, _NEXT_KERNEL_QUIRKS[spec.model])
+    # The original counts the next conv with its dense width in rho_l even after that conv was
+    # narrowed (ORIGINAL.md section 5); a prunable layer's conv is named after its unit.
+    costs.assign_penalty_weights(model, _NEXT_KERNEL_QUIRKS[spec.model],
+                                 next_filters=spec.dense_widths)
     return model
 
 

@@ -33,7 +33,7 @@ def _through(layer, constant):
     return constant
 
 
-def compress(spec, model, averages=None, weight_decay=0.0005):
+def compress(spec, model, averages=None, weight_decay=0.0005, absorb=True):
     """Build the model without the channels whose raw gamma is zero.
 
     Args:
@@ -42,6 +42,9 @@ def compress(spec, model, averages=None, weight_decay=0.0005):
       averages: {variable path: value} to take the kept weights from (the EMA's averages, as the
         original does); variables not in it keep their raw value (e.g. BN moving statistics).
       weight_decay: passed to the builder for the new model.
+      absorb: fold each removed channel's constant into its readers' BN moving means (the
+        paper's method). False reproduces the original code's arithmetic, whose absorption ops
+        never ran: the channels are dropped and their constants lost.
 
     Returns:
       (new_spec, new_model), the narrower model holding the folded weights.
@@ -57,7 +60,7 @@ def compress(spec, model, averages=None, weight_decay=0.0005):
         pruned = np.setdiff1d(np.arange(unit.bn.gamma.shape[0]), keep[unit.name])
         for consumer in unit.consumers:
             in_keep[consumer.conv.name] = keep[unit.name]
-            if pruned.size and isinstance(consumer.conv, keras.layers.Conv2D):
+            if absorb and pruned.size and isinstance(consumer.conv, keras.layers.Conv2D):
                 _fold(model, values, unit, consumer, pruned)
 
     widths = {name: 0 for name in spec.widths}  # units absent from the model feed nothing

@@ -1,12 +1,19 @@
-"""Results of a staged run as a table (Markdown + JSON) and a picture of the channels kept.
+"""Results of a staged run: a table (Markdown + JSON) and pictures (SVG).
 
-    python -m cifar10_prune.report --train_dir /tmp/cifar10_experiment
+    python -m cifar10_prune.report --train_dir /tmp/cifar10_experiment [--baseline_dir DIR]
 
 reads what `run_experiments.sh` leaves in train_dir: the stages `cifar10_train_<v>` (their
-architecture.json records how the stage before was trained), the evals `eval_<v>` (TensorBoard
-scalars written by eval) and, with --time_saved_models, the SavedModels `saved_model_dense`
-and `saved_model`, whose batch inference speed it measures side by side.
+architecture.json records how the stage before was trained, their summaries the training
+curves), the evals `eval_<v>` (TensorBoard scalars written by eval), optionally a dense
+baseline run with the same layout in baseline_dir, and, with --time_saved_models, the
+SavedModels (`saved_model` against `saved_model_dense`), whose batch inference speed it measures
+side by side. It writes results.md, results.json, widths.svg (channels kept per layer),
+curves.svg (fake sparsity and group lasso against the step) and params_precision.svg.
 """
+from cifar10_prune import logs
+
+logs.quiet_tensorflow()  # before TensorFlow loads; its start-up lines are not the user's
+
 import json
 import os
 import time
@@ -15,33 +22,80 @@ import numpy as np
 import tensorflow as tf
 from absl import flags
 
-from cifar10_prune import cli, costs, models, summaries
+from cifar10_prune import charts, cli, costs, graph, models, summaries
 from cifar10_prune.flags.report import define_report_flags
 from cifar10_prune.stages import StageError
 from cifar10_prune.spec import ARCHITECTURE_FILE, ArchSpec, read_extra
 
 STAGE_PREFIX = "cifar10_train"
+# SavedModels run_experiments.sh writes: the slim model, the dense baseline's, and (when no
+# baseline was trained) the dense architecture with stage-0 weights, good for timing only.
+SAVED_MODELS = (("slim", "saved_model"), ("dense baseline", "saved_model_dense"),
+                ("dense architecture (stage-0 weights)", "saved_model_stage0"))
+
+
+def _stage_dir(train_dir, version):
+    return os.path.join(train_dir, "%s_%d" % (STAGE_PREFIX, version))
+
+
+def _end_sparsity(before, after):
+    """The original's fake sparsity at the end of a stage: rho-weighted share of the channels
+    that its compression removed (rho of the model the stage trained)."""
+    model = models.build_model(before)
+    zero = total = 0.0
+    for unit in graph.units(model):
+        rho = unit.bn.penalty_weight
+        zero += rho * (before.widths[unit.name] - after.widths[unit.name])
+        total += rho * before.widths[unit.name]
+    return zero / total if total else 0.0
 
 
 def collect(train_dir):
     """One row per compressed stage version v >= 1 found in train_dir."""
     rows, version = [], 1
-    while os.path.exists(os.path.join(train_dir, "%s_%d" % (STAGE_PREFIX, version), ARCHITECTURE_FILE)):
-        stage_dir = os.path.join(train_dir, "%s_%d" % (STAGE_PREFIX, version))
+    while os.path.exists(os.path.join(_stage_dir(train_dir, version), ARCHITECTURE_FILE)):
+        stage_dir = _stage_dir(train_dir, version)
         record = read_extra(stage_dir)
         spec = ArchSpec.load(stage_dir)
+        before = _stage_dir(train_dir, version - 1)
+        before = ArchSpec.load(before) if os.path.exists(
+            os.path.join(before, ARCHITECTURE_FILE)) else ArchSpec.dense(spec.model)
         model = models.build_model(spec)
         trained = record.get("trained_with", {})
         row = {"stage": version - 1, "version": version, "l1_penalty": trained.get("l1_penalty"),
                "learning_rate": trained.get("learning_rate"), "steps": trained.get("max_steps"),
                "total_params": costs.param_count(model), "flops": costs.conv_flops(model),
-               "widths": spec.widths}
+               "fake_sparsity": _end_sparsity(before, spec),
+               "absorbed": record.get("absorbed_pruned_constants", True),
+               "recalibrated_bn": record.get("recalibrated_bn"), "widths": spec.widths}
         scalars = summaries.read_scalars(os.path.join(train_dir, "eval_%d" % version))
         for key in ("precision_at_1", "test_loss"):
             row[key] = scalars[key][-1][1] if key in scalars else None
         rows.append(row)
         version += 1
     return rows
+
+
+def curves(train_dir, tags=("fake_sparsity", "group_lasso")):
+    """({tag: [(step, value)]}, [stage start steps]) over all stages of train_dir, the steps
+    counted from the start of stage 0 (each stage's global step restarts at 0)."""
+    out = {tag: [] for tag in tags}
+    starts, offset, version = [], 0, 0
+    while os.path.isdir(_stage_dir(train_dir, version)):
+        scalars = summaries.read_scalars(_stage_dir(train_dir, version))
+        if not scalars:
+            break
+        starts.append(offset)
+        last = 0
+        for tag in tags:
+            points = sorted(dict(scalars.get(tag, [])).items())  # a resumed step logs once
+            out[tag] += [(offset + step, value) for step, value in points]
+            last = max([last] + [step for step, _ in points])
+        trained = read_extra(_stage_dir(train_dir, version + 1)).get("trained_with", {}) \
+            if os.path.exists(os.path.join(_stage_dir(train_dir, version + 1), ARCHITECTURE_FILE)) else {}
+        offset += trained.get("max_steps") or last
+        version += 1
+    return out, starts[1:]
 
 
 def time_saved_models(paths, batch_size=125, rounds=7, reps=10):
@@ -67,83 +121,117 @@ def time_saved_models(paths, batch_size=125, rounds=7, reps=10):
     return {name: float(np.median(r)) for name, r in rates.items()}
 
 
-def markdown(rows, speed=None):
+def _table(rows, title):
     def fmt(value, pattern):
         return "-" if value is None else pattern % value
-    lines = ["| stage | l1_penalty | steps | total params | conv multiply-adds | precision @ 1 | test loss |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["%s:" % title, "",
+             "| stage | l1_penalty | steps | total params | conv multiply-adds | fake sparsity "
+             "| precision @ 1 | test loss |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append("| %d -> v%d | %s | %s | %d | %.2f M | %s | %s |" % (
+        lines.append("| %d -> v%d | %s | %s | %d | %.2f M | %.2f | %s | %s |" % (
             r["stage"], r["version"], fmt(r["l1_penalty"], "%g"), fmt(r["steps"], "%d"),
-            r["total_params"], r["flops"] / 1e6, fmt(r["precision_at_1"], "%.4f"),
-            fmt(r["test_loss"], "%.4f")))
+            r["total_params"], r["flops"] / 1e6, r["fake_sparsity"],
+            fmt(r["precision_at_1"], "%.4f"), fmt(r["test_loss"], "%.4f")))
+    return lines
+
+
+def markdown(rows, speed=None, baseline=None):
+    """The report's text: the run's table, the baseline's, the comparison and the speeds."""
+    lines = _table(rows, "Pruned run")
     if rows:
         last = rows[-1]
         lines += ["", "Channels kept in the last stage: " + ", ".join(
             "%s %d" % kv for kv in last["widths"].items())]
+        notes = []
+        if any(r["recalibrated_bn"] for r in rows):
+            notes.append("BN statistics re-estimated after each compression and before each eval")
+        if not all(r["absorbed"] for r in rows):
+            notes.append("pruned channels' constants dropped, as the original code")
+        if notes:
+            lines += ["", "(" + "; ".join(notes) + ")"]
+    if baseline:
+        lines += [""] + _table(baseline, "Dense baseline (same schedule, l1_penalty 0)")
+        a, b = rows[-1], baseline[-1]
+        if a["precision_at_1"] is not None and b["precision_at_1"] is not None:
+            lines += ["", "Pruned vs dense baseline: %.1f%% of the parameters, %.1f%% of the conv "
+                      "multiply-adds, precision @ 1 %+.2f points (%.4f vs %.4f)."
+                      % (100.0 * a["total_params"] / b["total_params"], 100.0 * a["flops"] / b["flops"],
+                         100.0 * (a["precision_at_1"] - b["precision_at_1"]),
+                         a["precision_at_1"], b["precision_at_1"])]
     if speed:
         lines += ["", "| SavedModel | images/s (batch 125) |", "|---|---|"]
         lines += ["| %s | %.0f |" % kv for kv in speed.items()]
-        if {"dense", "slim"} <= set(speed):
-            lines.append("\nslim / dense inference speed: %.2fx" % (speed["slim"] / speed["dense"]))
+        dense = [name for name in speed if name != "slim"]
+        if "slim" in speed and dense:
+            lines.append("\nslim / %s inference speed: %.2fx"
+                         % (dense[0], speed["slim"] / speed[dense[0]]))
     return "\n".join(lines) + "\n"
 
 
-def widths_svg(rows, dense):
-    """A bar chart: per prunable layer, the dense width and the width kept after each stage."""
-    units = list(dense.widths)
-    colors = ["#9ecae1", "#4292c6", "#08519c", "#08306b"]
-    bar, gap, height, margin = 8, 14, 160, 32
-    group = bar * (len(rows) + 1) + gap
-    width = 60 + group * len(units)
-    top = max(dense.widths.values())
-    out = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" '
-           'font-size="10">' % (width, height + margin + 70)]
-    out.append('<text x="5" y="12">labels: kept/dense; channels kept per prunable layer (grey: dense; blue: after '
-               'stages %s)</text>' % ", ".join(str(r["stage"]) for r in rows))
-    for i, unit in enumerate(units):
-        x = 50 + i * group
-        series = [dense.widths[unit]] + [r["widths"][unit] for r in rows]
-        for j, value in enumerate(series):
-            h = height * value / top
-            color = "#bdbdbd" if j == 0 else colors[(j - 1) % len(colors)]
-            out.append('<rect x="%d" y="%.1f" width="%d" height="%.1f" fill="%s"><title>%s: %d'
-                       '</title></rect>' % (x + j * bar, margin + height - h, bar - 1, h, color, unit, value))
-        out.append('<text x="%d" y="%.1f">%d/%d</text>'
-                   % (x, margin - 3 + height - height * max(series) / top, series[-1], series[0]))
-        out.append('<text x="%d" y="%d" transform="rotate(45 %d %d)">%s</text>'
-                   % (x, height + margin + 12, x, height + margin + 12, unit))
-    out.append("</svg>")
-    return "\n".join(out) + "\n"
+def curves_svg(train_dir, baseline_dir=None):
+    """Fake sparsity and group lasso against the step, stage boundaries dashed."""
+    frames = []
+    runs = {"pruned run": curves(train_dir)}
+    if baseline_dir:
+        runs["dense baseline"] = curves(baseline_dir)
+    marks = runs["pruned run"][1]
+    for tag, title in (("fake_sparsity", "fake sparsity"), ("group_lasso", "group lasso")):
+        series = {name: c[tag] for name, (c, _) in runs.items() if c[tag]}
+        frames.append(charts.line_frame("%s (stages start at the dashed lines)" % title,
+                                        "step from the start of stage 0", title, series, marks))
+    return charts.document(frames)
 
 
-def write_report(train_dir, time_models=False, log=print):
-    """Print the results table and write results.md, results.json and widths.svg in train_dir."""
+def params_precision_svg(rows, baseline=None):
+    """Precision @ 1 against total parameters after each stage, for the run and its baseline."""
+    series = {"pruned run": [(r["total_params"], r["precision_at_1"], "v%d" % r["version"])
+                             for r in rows if r["precision_at_1"] is not None]}
+    if baseline:
+        series["dense baseline"] = [(r["total_params"], r["precision_at_1"], "v%d" % r["version"])
+                                    for r in baseline if r["precision_at_1"] is not None]
+    frame = charts.scatter_frame("precision @ 1 against parameters, after each stage",
+                                 "total params", "precision @ 1", series)
+    return charts.document([frame], columns=1)
+
+
+def write_report(train_dir, time_models=False, baseline_dir=None, log=print):
+    """Print the results and write results.md, results.json and the SVG charts in train_dir."""
     rows = collect(train_dir)
     if not rows:
         raise StageError("no compressed stages (%s_1/%s) in %s; run run_experiments.sh first"
                          % (STAGE_PREFIX, ARCHITECTURE_FILE, train_dir))
+    baseline = None
+    if baseline_dir:
+        baseline = collect(baseline_dir)
+        if not baseline:
+            raise StageError("--baseline_dir %s holds no compressed stages (%s_1/%s)"
+                             % (baseline_dir, STAGE_PREFIX, ARCHITECTURE_FILE))
     speed = None
     if time_models:
-        paths = {name: os.path.join(train_dir, d) for name, d in
-                 (("dense", "saved_model_dense"), ("slim", "saved_model"))
+        paths = {name: os.path.join(train_dir, d) for name, d in SAVED_MODELS
                  if os.path.exists(os.path.join(train_dir, d))}
         speed = time_saved_models(paths) if paths else None
-    text = markdown(rows, speed)
+    text = markdown(rows, speed, baseline)
     log(text)
-    with open(os.path.join(train_dir, "results.md"), "w") as f:
-        f.write(text)
-    with open(os.path.join(train_dir, "results.json"), "w") as f:
-        json.dump({"stages": rows, "inference_images_per_sec": speed}, f, indent=2)
-    dense = ArchSpec.dense(ArchSpec.load(os.path.join(train_dir, "%s_1" % STAGE_PREFIX)).model)
-    with open(os.path.join(train_dir, "widths.svg"), "w") as f:
-        f.write(widths_svg(rows, dense))
+    outputs = {
+        "results.md": text,
+        "results.json": json.dumps({"stages": rows, "baseline": baseline,
+                                    "inference_images_per_sec": speed}, indent=2),
+        "widths.svg": charts.widths_svg(ArchSpec.load(_stage_dir(train_dir, 1)).dense_widths,
+                                        [("stage %d" % r["stage"], r["widths"]) for r in rows]),
+        "curves.svg": curves_svg(train_dir, baseline_dir),
+        "params_precision.svg": params_precision_svg(rows, baseline),
+    }
+    for name, content in outputs.items():
+        with open(os.path.join(train_dir, name), "w") as f:
+            f.write(content)
     return rows, speed
 
 
 def main(argv):
     del argv
-    write_report(flags.FLAGS.train_dir, flags.FLAGS.time_saved_models)
+    fv = flags.FLAGS
+    write_report(fv.train_dir, fv.time_saved_models, fv.baseline_dir)
 
 
 def run():

@@ -3,6 +3,7 @@
 Stage 0 starts from scratch; stage v > 0 starts from the compressed model (`model.ckpt-0` plus
 architecture.json) that the end of stage v-1 wrote into its directory.
 """
+import logging
 import os
 import shutil
 import tempfile
@@ -99,8 +100,26 @@ def checkpoint_path(directory, iteration=-1):
     return path
 
 
+def _preserve_checkpoint(directory, path):
+    """Mark `path` (the only checkpoint in `directory`) as preserved in the checkpoint state, so
+    the next stage's CheckpointManager never deletes it (it only manages checkpoints newer than
+    the state's last_preserved_timestamp): like the original's, the stage's starting point
+    stays on disk for `eval --checkpoint_iter 0`."""
+    stamp = os.path.getmtime(path + ".index")
+    name = os.path.basename(path)  # relative: the directory is renamed into place afterwards
+    tf_logger = logging.getLogger("tensorflow")
+    level = tf_logger.level
+    tf_logger.setLevel(logging.ERROR)  # its deprecation notice says to use CheckpointManager,
+    try:                               # which has no public way to preserve a checkpoint
+        tf.compat.v1.train.update_checkpoint_state(
+            directory, name, all_model_checkpoint_paths=[name],
+            all_model_checkpoint_timestamps=[stamp], last_preserved_timestamp=stamp)
+    finally:
+        tf_logger.setLevel(level)
+
+
 def write_compressed(base, version, spec, model, averages, weight_decay, source,
-                     recalibrate=None, trained_with=None, log=print):
+                     recalibrate=None, trained_with=None, absorb=True, log=print):
     """Compress the end of stage `version` and write it as stage `version + 1`.
 
     Writes `model.ckpt-0` and architecture.json into a temporary directory that is renamed into
@@ -109,7 +128,8 @@ def write_compressed(base, version, spec, model, averages, weight_decay, source,
     it is the untrained compression of an earlier checkpoint of the same stage (the stage was
     resumed to a higher max_steps) it is replaced, saying so; otherwise StageError.
     `recalibrate(new_model)`, if given, runs before saving. `trained_with` (the stage's
-    settings, e.g. l1_penalty) is recorded in the new architecture.json for reports.
+    settings, e.g. l1_penalty) is recorded in the new architecture.json for reports. `absorb`
+    is `rebuild.compress`'s (False: the original's arithmetic, constants dropped).
     Returns the new ArchSpec.
     """
     target = stage_dir(base, version + 1)
@@ -133,9 +153,11 @@ def write_compressed(base, version, spec, model, averages, weight_decay, source,
             % (target, record["source"], source))
         replace = True
 
-    new_spec, new_model = rebuild.compress(spec, model, averages, weight_decay)
-    log("compressed %s (total params %d -> %d, conv multiply-adds %d -> %d):"
-        % (source, costs.param_count(model), costs.param_count(new_model),
+    new_spec, new_model = rebuild.compress(spec, model, averages, weight_decay, absorb)
+    log("compressed %s (%s; total params %d -> %d, conv multiply-adds %d -> %d):"
+        % (source, "constants of pruned channels absorbed" if absorb else
+           "constants of pruned channels dropped, as the original",
+           costs.param_count(model), costs.param_count(new_model),
            costs.conv_flops(model), costs.conv_flops(new_model)))
     for line in spec_lib.width_table(spec, new_spec):
         log("  " + line)
@@ -148,9 +170,10 @@ def write_compressed(base, version, spec, model, averages, weight_decay, source,
     try:
         ema = ExponentialMovingAverage(new_model.trainable_variables)
         manager = training.checkpoint_manager(training.make_checkpoint(new_model, ema), tmp)
-        manager.save(checkpoint_number=0)
+        path = manager.save(checkpoint_number=0)
         new_spec.save(tmp, source=source, parent_stage=version, trained_with=trained_with or {},
-                      recalibrated_bn=recalibrate is not None)
+                      recalibrated_bn=recalibrate is not None, absorbed_pruned_constants=absorb)
+        _preserve_checkpoint(tmp, path)
         if replace:
             shutil.rmtree(target)
         elif os.path.isdir(target):

@@ -25,7 +25,7 @@ def read_scalars(logdir):
     """{tag: [(step, value)]} from the event files in `logdir` (for tests and reports)."""
     out = {}
     for path in sorted(tf.io.gfile.glob(tf.io.gfile.join(logdir, "events.out.tfevents.*"))):
-        for record in tf.data.TFRecordDataset(path):
+        for record in tf.data.TFRecordDataset(path, buffer_size=1 << 18):  # unset, TF logs a note
             event = event_pb2.Event.FromString(record.numpy())
             for value in event.summary.value:
                 number = tf.make_ndarray(value.tensor) if value.HasField("tensor") else value.simple_value

@@ -6,6 +6,10 @@ Stage v trains in train_dir_v, resuming from its newest checkpoint, until global
 with --squeeze_model it then removes the channels whose gamma is exactly zero and writes the
 narrower model as stage v+1 (train_dir_{v+1}/model.ckpt-0 + architecture.json).
 """
+from cifar10_prune import logs
+
+logs.quiet_tensorflow()  # before TensorFlow loads; its start-up lines are not the user's
+
 import tensorflow as tf
 from absl import flags
 
@@ -47,10 +51,11 @@ def main(argv):
         if FLAGS.recalibrate_bn:
             recalibrate = lambda m: recalibrate_bn(m, dataset, FLAGS.recalibrate_bn)  # noqa: E731
         settings = {k: FLAGS[k].value for k in ("l1_penalty", "learning_rate", "max_steps",
-                                                 "batch_size", "weight_decay", "gamma_rescale")}
+                                                 "batch_size", "weight_decay", "gamma_rescale",
+                                                 "absorb_pruned_constants")}
         stages.write_compressed(FLAGS.train_dir, version, spec, model, trainer.ema.averages(),
                                 FLAGS.weight_decay, trainer.manager.latest_checkpoint, recalibrate,
-                                trained_with=settings)
+                                trained_with=settings, absorb=FLAGS.absorb_pruned_constants)
 
 
 def run():

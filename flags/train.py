@@ -22,6 +22,11 @@ def define_train_flags(fv=flags.FLAGS):
     flags.DEFINE_boolean("squeeze_model", True,
                          "At the end of the stage remove the channels whose gamma is zero and "
                          "write the compressed model as stage v+1.", flag_values=fv)
+    flags.DEFINE_boolean("absorb_pruned_constants", True,
+                         "When compressing, fold each pruned channel's constant output into the "
+                         "next batch norm's moving mean (the paper's method). false reproduces "
+                         "the original code, whose absorption never ran: the channels are "
+                         "dropped and their constants lost.", flag_values=fv)
     flags.DEFINE_boolean("log_device_placement", False, "Whether to log device placement.",
                          flag_values=fv)
     flags.DEFINE_string("checkpoint_dir", "/tmp/cifar10_train_0",

@@ -8,6 +8,7 @@ import sys
 import pytest
 from absl import flags
 
+from cifar10_prune import logs
 from conftest import run_cli
 
 LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: step (\d+), loss = [\d.]+, "
@@ -193,23 +194,36 @@ def test_flag_defaults_are_the_originals():
     assert train_fv["model"].value == "resnet20" and train_fv["dataset_source"].value == "binary"
 
 
-def test_run_experiments_script(tiny_data, tmp_path):
+def test_run_experiments_script_with_baseline(tiny_data, tmp_path):
     out_dir = str(tmp_path / "recipe")
     proc = subprocess.run(["bash", "run_experiments.sh", "--data_dir", tiny_data, "--train_dir", out_dir,
                            "--steps_scale", "0.0001", "--batch_size", "10", "--num_examples", "50",
-                           "--l1_penalties", "0.002,0.003,0"],
+                           "--l1_penalties", "0.002,0.003,0", "--baseline"],
                           cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                           capture_output=True, text=True, timeout=900, env=dict(os.environ, PYTHON=sys.executable))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "| stage | l1_penalty | steps | total params |" in proc.stdout
+    assert "Dense baseline (same schedule, l1_penalty 0)" in proc.stdout
+    assert re.search(r"Pruned vs dense baseline: [\d.]+% of the parameters", proc.stdout)
+    # What the user sees is this package's lines, not TensorFlow's start-up notes.
+    noise = [l for l in (proc.stdout + proc.stderr).splitlines() if logs.start_up_noise(l)]
+    assert not noise, noise[:3]
     with open(os.path.join(out_dir, "results.json")) as f:
         result = json.load(f)
     assert [(r["stage"], r["l1_penalty"], r["steps"]) for r in result["stages"]] == [
         (0, 0.002, 3), (1, 0.003, 5), (2, 0.0, 5)]
+    assert [(r["l1_penalty"], r["total_params"], r["fake_sparsity"]) for r in result["baseline"]] == [
+        (0.0, 281304, 0.0)] * 3
     assert all(r["precision_at_1"] is not None and r["total_params"] <= 281304 for r in result["stages"])
-    assert set(result["inference_images_per_sec"]) == {"dense", "slim"}
+    assert set(result["inference_images_per_sec"]) == {"dense baseline", "slim"}
+    assert os.path.isdir(os.path.join(out_dir, "saved_model_dense"))
+    assert not os.path.exists(os.path.join(out_dir, "saved_model_stage0"))
     assert os.path.exists(os.path.join(out_dir, "results.md"))
     assert open(os.path.join(out_dir, "widths.svg")).read().startswith("<svg")
+    curves = open(os.path.join(out_dir, "curves.svg")).read()
+    assert curves.count("<polyline") == 4  # fake sparsity and group lasso, run and baseline
+    tradeoff = open(os.path.join(out_dir, "params_precision.svg")).read()
+    assert tradeoff.count("<circle") == 6  # three stages, run and baseline
 
 
 def test_run_experiments_stops_at_first_failure(tmp_path):

@@ -131,9 +131,11 @@ def test_cnn4_rho_with_quirk():
 def test_rho_recomputed_on_narrower_model():
     model = models.build_model(ArchSpec("cnn4", {"conv1": 50, "conv2": 100, "conv3": 120, "fc1": 200}))
     rho = {u.name: u.bn.penalty_weight * 1024 for u in graph.units(model)}
-    assert rho == {"conv1": 1024 + 25 * 3 + 100 * 25,
-                   "conv2": 256 + 25 * 50 + 120 * 9,
-                   "conv3": 64 + 9 * 100 + 200 * 9,  # the original's 3x3 for fc1
+    # H*W and C_in are the narrow model's; the next conv is counted with its dense width
+    # (conv2 192, conv3 192, fc1 384), as the original does after a compression.
+    assert rho == {"conv1": 1024 + 25 * 3 + 192 * 25,
+                   "conv2": 256 + 25 * 50 + 192 * 9,
+                   "conv3": 64 + 9 * 100 + 384 * 9,  # the original's 3x3 for fc1
                    "fc1": 1 + 16 * 120 + 10 * 1}
     narrow = models.build_model(ArchSpec("resnet20", {u: 3 for u in RESNET_UNITS}))
     # c0's own width is not in its rho, so a narrower resnet20 keeps the dense weights.

@@ -232,3 +232,28 @@ def test_recalibrated_statistics_equal_batch_statistics():
     np.testing.assert_allclose(deep.moving_variance.numpy(), np.mean(unbiased, 0), rtol=1e-4, atol=1e-5)
     for w, v in zip(weights, model.trainable_variables):  # forward passes only
         np.testing.assert_array_equal(w, v.numpy())
+
+
+@pytest.mark.parametrize("name, chosen", [
+    ("resnet20", {"g1b1c0": [2, 7], "g2b1c0": [1, 4, 9, 30], "g3b0c0": range(0, 64, 5)}),
+    ("cnn4", {"conv1": [0, 5, 17, 40], "conv3": range(0, 192, 3), "fc1": range(50)}),
+])
+def test_without_absorption_equals_dense_with_channels_silenced(name, chosen):
+    """--absorb_pruned_constants=false: the original's arithmetic, constants dropped. That is
+    the dense model whose pruned channels output nothing (gamma = beta = 0), everywhere,
+    borders included."""
+    spec = ArchSpec.dense(name)
+    dense = randomized(spec)
+    zero_channels(dense, chosen, beta_sign=+1)  # positive betas: the constants matter
+    _, dropped = rebuild.compress(spec, dense, absorb=False)
+    _, absorbed = rebuild.compress(spec, dense)
+    silenced = randomized(spec)
+    silenced.set_weights(dense.get_weights())
+    for unit in graph.units(silenced):
+        if unit.name in chosen:
+            idx = np.asarray(chosen[unit.name], int)
+            beta = unit.bn.beta.numpy()
+            beta[idx] = 0.0
+            unit.bn.beta.assign(beta)
+    assert_same_function(silenced, dropped)
+    assert np.abs(logits(absorbed) - logits(dropped)).max() > 1e-3  # absorption does something

@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from cifar10_prune import ista, models, rebuild, summaries, training
+from cifar10_prune.ema import ExponentialMovingAverage
 from cifar10_prune.spec import ArchSpec
 
 SPEC = ArchSpec("resnet20", {"g%db%dc0" % (g, b): 4 for g in (1, 2, 3) for b in range(3)})
@@ -165,3 +166,36 @@ def test_gamma_rescale_applied_once_per_stage_and_undone(tmp_path):
     rescale.end_stage(resumed, log=notes.append)
     np.testing.assert_allclose(resumed_gamma.numpy(), start, rtol=1e-5)
     assert float(resumed.gamma_rescale.numpy()) == 1.0 and "undone" in notes[0]
+
+
+def test_compressed_starting_checkpoint_is_kept(tmp_path):
+    """model.ckpt-0 of a stage (written by compression) outlives more than five later saves,
+    as the original's did, so `eval --checkpoint_iter 0` can always re-measure it."""
+    from cifar10_prune import stages
+    base = str(tmp_path / "train")
+    trainer, _ = _trainer(stages.stage_dir(base, 0), l1=0.01)
+    trainer.fit(_dataset(), 2, 1, 8)
+    stages.write_compressed(base, 0, SPEC, trainer.model, trainer.ema.averages(), 0.0005,
+                            trainer.manager.latest_checkpoint, log=lambda _: None)
+    stage1 = stages.stage_dir(base, 1)
+    start = stages.checkpoint_path(stage1, 0)
+    # What the original's eval reads for a compressed stage (raw variables) is what ours reads
+    # (averages): in the checkpoint compression writes they are equal.
+    model = models.build_model(ArchSpec.load(stage1))
+    ema = training.restore_averaged(model, start)  # the model now holds the averages
+    raw = models.build_model(ArchSpec.load(stage1))
+    training.make_checkpoint(raw, ExponentialMovingAverage(raw.trainable_variables)).read(
+        start).expect_partial()
+    for a, b in zip(model.weights, raw.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert len(ema.shadows) == len(raw.trainable_variables)
+
+    later, _ = _trainer(stage1, l1=0.01, spec=ArchSpec.load(stage1))
+    assert later.restore() == start
+    for steps in range(1, 8):  # seven saves: five are kept, plus model.ckpt-0
+        later.fit(_dataset(), steps, 1, 8)
+    names = sorted(os.path.basename(p)[:-len(".index")] for p in tf.io.gfile.glob(
+        os.path.join(stage1, "model.ckpt-*.index")))
+    assert names == ["model.ckpt-%d" % i for i in (0, 3, 4, 5, 6, 7)]
+    assert stages.checkpoint_path(stage1, 0) == start
+    assert later.manager.latest_checkpoint.endswith("model.ckpt-7")

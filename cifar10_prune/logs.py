@@ -1,0 +1,74 @@
+"""What the console shows: this package's lines, not TensorFlow's start-up notes.
+
+TensorFlow's C++ runtime prints a dozen lines while it loads and finds its devices (oneDNN
+notes, CPU instruction hints, "failed call to cuInit" on a machine without a GPU); they are not
+about the user's run and bury the original's log lines. Since TensorFlow 2.19 they are written
+before its logging is set up, so TF_CPP_MIN_LOG_LEVEL no longer hides them
+(tensorflow/tensorflow#100442). The entry points therefore load TensorFlow through
+`quiet_tensorflow()`, which holds back the C++ log lines printed during start-up only; anything
+else, and every line printed later, reaches the console as usual. `--verbosity` (absl's flag)
+shows everything.
+"""
+import os
+import re
+import sys
+import tempfile
+
+# A C++ log line (absl or TensorFlow format), or absl's note that logging is not set up yet.
+_CPP_LOG = re.compile(r"^([IWE]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w./-]+:\d+\]|"
+                      r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWE] [\w./-]+:\d+\]|"
+                      r"WARNING: All log messages before absl::InitializeLog\(\))")
+
+
+def _asked_for_logs(argv):
+    return any(a in ("-v", "--verbosity") or a.startswith(("--verbosity=", "-v="))
+               for a in argv[1:])
+
+
+def start_up_noise(line):
+    """Whether `line` is one of the C++ runtime's log lines that start-up prints."""
+    return bool(_CPP_LOG.match(line))
+
+
+def _without_noise(lines):
+    """`lines` minus the C++ log lines and their continuation lines."""
+    kept, in_noise = [], False
+    for line in lines:
+        if start_up_noise(line):
+            in_noise = True
+        elif in_noise and not line[:1].isspace() and not line.startswith(("Traceback", "error")):
+            continue  # e.g. the CPU feature guard's second line
+        else:
+            in_noise = False
+            kept.append(line)
+    return kept
+
+
+def quiet_tensorflow(argv=None):
+    """Import TensorFlow and find its devices with the C++ start-up log lines held back.
+
+    Call before anything else imports TensorFlow. Lines that are not C++ log lines are passed
+    on; if loading fails, everything it printed is shown. Does nothing with `--verbosity`.
+    """
+    argv = sys.argv if argv is None else argv
+    if "tensorflow" in sys.modules or _asked_for_logs(argv):
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as capture:
+        os.dup2(capture.fileno(), 2)
+        failed = True
+        try:
+            import tensorflow as tf
+            tf.config.list_physical_devices()  # device discovery (cuInit) logs here
+            # oneDNN notes once per process, on the first uint8 transpose (the data pipeline's).
+            tf.transpose(tf.zeros([1, 2, 1], tf.uint8)).numpy()
+            failed = False
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            lines = capture.read().decode("utf-8", "replace").splitlines(keepends=True)
+            shown = lines if failed else _without_noise(lines)
+            sys.stderr.write("".join(shown))
+            sys.stderr.flush()
