@@ -1,4 +1,5 @@
 """What the entry points share: turning this package's errors into one clear line and exit 1."""
+import logging as std_logging
 import sys
 
 from absl import app, flags, logging
@@ -7,10 +8,11 @@ from cifar10_prune.data import DataError
 from cifar10_prune.graph import GraphError
 from cifar10_prune.spec import ArchitectureError
 from cifar10_prune.stages import StageError
-from cifar10_prune.training import TrainingError
+from cifar10_prune.training import CheckpointError, TrainingError
 
 # Problems with the user's input or files: reported without a traceback.
-USER_ERRORS = (DataError, ArchitectureError, GraphError, StageError, TrainingError)
+USER_ERRORS = (DataError, ArchitectureError, GraphError, StageError, TrainingError,
+               CheckpointError, FileExistsError)
 
 
 def run(main, define_flags):
@@ -29,9 +31,19 @@ def run(main, define_flags):
     def guarded(argv):
         if not flags.FLAGS["verbosity"].present:
             logging.set_verbosity(logging.WARNING)  # TF's INFO lines would bury the log
+        if len(argv) > 1:
+            # e.g. `--train_dir --checkpoint_version 1`: absl took the flag name as the value.
+            print("error: unexpected argument%s %s: every option is a flag, --name=value or "
+                  "--name value (is a flag missing its value?)"
+                  % ("s" if len(argv) > 2 else "", " ".join(repr(a) for a in argv[1:])),
+                  file=sys.stderr, flush=True)
+            sys.exit(1)
         try:
             return main(argv)
         except USER_ERRORS as e:
             print("error: %s" % e, file=sys.stderr, flush=True)
+            # A failed checkpoint read leaves objects that, collected at exit, log every value
+            # they could not match: dozens of lines after the one that says what is wrong.
+            std_logging.getLogger("tensorflow").setLevel(std_logging.ERROR)
             sys.exit(1)
     app.run(guarded)

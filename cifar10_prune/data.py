@@ -229,6 +229,7 @@ def _ensure_files(data_dir, names, url):
     extracted = os.path.join(data_dir, EXTRACTED_DIR)
     if not _missing(extracted, names):
         return extracted
+    created = not os.path.exists(data_dir)
     try:
         os.makedirs(data_dir, exist_ok=True)
     except OSError as e:
@@ -236,7 +237,12 @@ def _ensure_files(data_dir, names, url):
                         ) from e
     tar_path = os.path.join(data_dir, TAR_NAME)
     if not os.path.isfile(tar_path):
-        _download(url, tar_path, data_dir)
+        try:
+            _download(url, tar_path, data_dir)
+        except DataError:
+            if created:  # a run that fails leaves nothing behind
+                os.rmdir(data_dir)
+            raise
     _extract(tar_path, data_dir)
     missing = _missing(extracted, names)
     if missing:  # only reachable if something removed the files meanwhile

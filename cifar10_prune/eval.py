@@ -36,25 +36,32 @@ def evaluate_checkpoint(spec, path, dataset, train_dataset, writer):
     print("%s: precision @ 1 = %.4f" % (datetime.datetime.now(), precision))
     print("%s: test loss = %.4f" % (datetime.datetime.now(), loss), flush=True)
     step = int(path.rsplit("-", 1)[1])
-    summaries.scalars(writer, step, {"precision_at_1": precision, "test_loss": loss,
-                                     "total_params": params})
+    summaries.scalars(writer(), step, {"precision_at_1": precision, "test_loss": loss,
+                                       "total_params": params})
 
 
 def main(argv):
     del argv
     directory = stages.stage_dir(FLAGS.checkpoint_dir, FLAGS.checkpoint_version)
     spec = stages.spec_for_eval(directory, FLAGS.model, FLAGS.is_compressed)
+    once = FLAGS.run_once or FLAGS.checkpoint_iter >= 0
+    path = stages.checkpoint_path(directory, FLAGS.checkpoint_iter) if once else None
     dataset, _ = data.eval_dataset(FLAGS.data_dir, FLAGS.batch_size, FLAGS.eval_data,
                                    FLAGS.num_examples, source=FLAGS.dataset_source)
     train_dataset = None  # only for --recalibrate_bn; made once, also when watching
     if FLAGS.recalibrate_bn:
         train_dataset = data.train_dataset(FLAGS.data_dir, FLAGS.batch_size,
                                            source=FLAGS.dataset_source)
-    os.makedirs(FLAGS.eval_dir, exist_ok=True)
-    writer = tf.summary.create_file_writer(FLAGS.eval_dir)
-    if FLAGS.run_once or FLAGS.checkpoint_iter >= 0:
-        evaluate_checkpoint(spec, stages.checkpoint_path(directory, FLAGS.checkpoint_iter),
-                            dataset, train_dataset, writer)
+    writers = []
+
+    def writer():  # made when there is a result to write: a failed eval leaves no events file
+        if not writers:
+            os.makedirs(FLAGS.eval_dir, exist_ok=True)
+            writers.append(tf.summary.create_file_writer(FLAGS.eval_dir))
+        return writers[0]
+
+    if once:
+        evaluate_checkpoint(spec, path, dataset, train_dataset, writer)
         return
     # Like the original's loop, but each checkpoint is evaluated once, when it appears.
     print("watching %s for checkpoints every %d s (Ctrl-C stops)"

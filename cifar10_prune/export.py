@@ -55,6 +55,9 @@ def export_saved_model(model, export_dir):
 def main(argv):
     del argv
     fv = FLAGS
+    if os.path.exists(fv.export_dir):  # before any work, as export_saved_model would refuse
+        raise FileExistsError("%s already exists; remove it or choose another --export_dir"
+                              % os.path.abspath(fv.export_dir))
     directory = stages.stage_dir(fv.checkpoint_dir, fv.checkpoint_version)
     spec = stages.spec_for_eval(directory, fv.model, fv.is_compressed)
     path = stages.checkpoint_path(directory, fv.checkpoint_iter)

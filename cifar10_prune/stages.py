@@ -56,6 +56,9 @@ def spec_for_training(base, version, model, model_explicit=False):
 
 def spec_for_eval(directory, model, is_compressed):
     """The architecture to evaluate a checkpoint of `directory` with."""
+    if not os.path.isdir(directory):
+        raise StageError("%s does not exist; check --checkpoint_dir and --checkpoint_version "
+                         "(stage N is read from <checkpoint_dir>_N)" % directory)
     if not is_compressed:
         return ArchSpec.dense(model)
     if not _has_architecture(directory):
@@ -74,13 +77,9 @@ def prepare(directory, spec):
 
 def load_averaged(spec, path, weight_decay=0.0005):
     """The model of `spec` holding checkpoint `path`'s averaged weights (what eval and export
-    use). A checkpoint of other shapes gives StageError."""
+    use). A damaged checkpoint, or one of other shapes, gives training.CheckpointError."""
     model = models.build_model(spec, weight_decay)
-    try:
-        training.restore_averaged(model, path)
-    except (ValueError, tf.errors.OpError) as e:
-        raise StageError("%s does not fit the %s architecture (%s); is --is_compressed right "
-                         "for this stage?" % (path, spec.model, e)) from None
+    training.restore_averaged(model, path)
     return model
 
 
@@ -167,6 +166,9 @@ def write_compressed(base, version, spec, model, averages, weight_decay, source,
     parent = os.path.dirname(os.path.abspath(target))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".%s.tmp-" % os.path.basename(target), dir=parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a stage is as any directory
     try:
         ema = ExponentialMovingAverage(new_model.trainable_variables)
         manager = training.checkpoint_manager(training.make_checkpoint(new_model, ema), tmp)

@@ -43,11 +43,46 @@ def checkpoint_manager(checkpoint, directory, max_to_keep=5):
                                       checkpoint_name=CHECKPOINT_NAME)
 
 
+class CheckpointError(ValueError):
+    """A checkpoint is damaged or does not fit the model it is read into."""
+
+
+def intact(path):
+    """Whether every tensor of checkpoint `path` can be read in full."""
+    try:
+        reader = tf.train.load_checkpoint(path)
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+    except (ValueError, IndexError, tf.errors.OpError):
+        return False
+    return True
+
+
+def read_checkpoint(checkpoint, path, model_name="this"):
+    """`checkpoint.read(path)`, turning what can go wrong with the file into CheckpointError:
+    damaged (cut short, unreadable) or made for another architecture."""
+    damaged = mismatch = None
+    try:
+        checkpoint.read(path).expect_partial()
+    except (IndexError, tf.errors.DataLossError, tf.errors.OutOfRangeError) as e:
+        damaged = str(e)
+    except (ValueError, tf.errors.OpError) as e:
+        mismatch = str(e).strip().splitlines()[0]
+    if damaged is not None:
+        raise CheckpointError("%s is damaged (%s): it was cut short or corrupted, e.g. by a full "
+                              "disk or a copy that broke off" % (path, damaged))
+    if mismatch is not None:
+        raise CheckpointError("%s does not fit the %s architecture (%s); was architecture.json "
+                              "edited or replaced, or is --is_compressed wrong for this stage?"
+                              % (path, model_name, mismatch))
+
+
 def restore_averaged(model, path):
     """Load checkpoint `path` into `model` and replace its trainable weights by their moving
-    averages, as the original's eval does. Returns the EMA object."""
+    averages (this port always evaluates the averages; see the README's Faithfulness section).
+    Returns the EMA object. Raises CheckpointError for a damaged or mismatched file."""
     ema = ExponentialMovingAverage(model.trainable_variables)
-    make_checkpoint(model, ema).read(path).expect_partial()
+    read_checkpoint(make_checkpoint(model, ema), path, model.name)
     ema.copy_to_variables()
     return ema
 
@@ -77,11 +112,26 @@ class Trainer:
         return int(self.optimizer.iterations.numpy())
 
     def restore(self):
-        """Resume from the newest checkpoint in train_dir, if any; returns its path or None."""
+        """Resume from the newest checkpoint in train_dir, if any; returns its path or None.
+
+        A damaged newest checkpoint is a CheckpointError naming the newest intact one; nothing
+        is deleted, so the user decides."""
         path = self.manager.latest_checkpoint
-        if path:
+        if not path:
+            return None
+        try:
             # A stage's step-0 checkpoint (written by compression) has no optimizer state.
-            self.checkpoint.read(path).expect_partial()
+            read_checkpoint(self.checkpoint, path, self.model.name)
+        except CheckpointError as e:
+            if intact(path):
+                raise
+            older = [p for p in reversed(self.manager.checkpoints[:-1])
+                     if tf.io.gfile.exists(p + ".index") and intact(p)]
+            hint = ("The newest intact checkpoint is %s: move %s.* out of %s and rerun to "
+                    "resume from it." % (older[0], path, self.train_dir)) if older else (
+                "No older intact checkpoint is left in %s; move %s.* away to start the stage "
+                "again." % (self.train_dir, path))
+            raise CheckpointError("%s. %s" % (e, hint)) from None
         return path
 
     def save(self):

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import tensorflow as tf
 from absl import flags
 
 from cifar10_prune import logs
@@ -146,6 +147,76 @@ def test_stage_errors(tiny_data, tmp_path):
 
     proc = evaluate(tiny_data, base, "--checkpoint_version", 0, "--checkpoint_iter", 5, check=False)
     assert proc.returncode == 1 and "model.ckpt-5" in proc.stderr and "model.ckpt-1" in proc.stderr
+
+
+def _snapshot(directory):
+    """{file name: bytes} of a directory, to check that a failed run changed nothing."""
+    return {name: open(os.path.join(directory, name), "rb").read() for name in sorted(os.listdir(directory))}
+
+
+def _one_error_line(proc, *needles):
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-3000:]
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_damaged_stage_files_and_odd_requests(tiny_data, tmp_path):
+    base = str(tmp_path / "dmg")
+    train(tiny_data, base, "--max_steps", 2, "--l1_penalty", 0, "--log_frequency", 1,
+          "--save_checkpoint_secs", 1)
+    assert oct(os.stat(base + "_1").st_mode & 0o777) == oct(os.stat(base + "_0").st_mode & 0o777)
+
+    # Hand-edited architecture.json, narrower than the checkpoint it sits beside.
+    with open(base + "_1/architecture.json") as f:
+        record = json.load(f)
+    record["widths"]["g2b1c0"] = 20
+    with open(base + "_1/architecture.json", "w") as f:
+        json.dump(record, f)
+    before = _snapshot(base + "_1")
+    proc = train(tiny_data, base, "--checkpoint_version", 1, "--max_steps", 3, check=False)
+    _one_error_line(proc, "%s_1/model.ckpt-0 does not fit the resnet20 architecture" % base,
+                    "architecture.json")
+    assert _snapshot(base + "_1") == before
+    record["widths"]["g2b1c0"] = 32
+    with open(base + "_1/architecture.json", "w") as f:
+        json.dump(record, f)
+
+    # A checkpoint cut short: eval says so; train names the intact older checkpoint.
+    state = tf.train.get_checkpoint_state(base + "_0")
+    newest = state.model_checkpoint_path
+    older = [p for p in state.all_model_checkpoint_paths if p != newest]
+    assert older  # --save_checkpoint_secs 1 and two chunks: an older checkpoint exists
+    data_file = newest + ".data-00000-of-00001"
+    with open(data_file, "r+b") as f:
+        f.truncate(os.path.getsize(data_file) // 2)
+    before = _snapshot(base + "_0")
+    proc = evaluate(tiny_data, base, "--checkpoint_version", 0, "--is_compressed=false", check=False)
+    _one_error_line(proc, "%s is damaged" % newest)
+    proc = train(tiny_data, base, "--max_steps", 4, "--squeeze_model=false", check=False)
+    _one_error_line(proc, "%s is damaged" % newest, "newest intact checkpoint is %s" % older[-1])
+    assert _snapshot(base + "_0") == before
+
+    # Export onto an existing file.
+    target = tmp_path / "taken"
+    target.write_text("mine")
+    proc = run_cli("export", "--checkpoint_dir", base, "--checkpoint_version", 1,
+                   "--export_dir", str(target), check=False)
+    _one_error_line(proc, "already exists")
+    assert target.read_text() == "mine"
+
+    # A flag missing its value: absl would take the next flag as the value.
+    proc = run_cli("train", "--data_dir", tiny_data, "--train_dir", "--checkpoint_version", "1",
+                   check=False)
+    _one_error_line(proc, "unexpected argument '1'")
+
+    # A stage directory that does not exist is named; nothing is created.
+    missing = tmp_path / "nothing_here"
+    proc = run_cli("eval", "--checkpoint_dir", missing, "--is_compressed=false", "--data_dir",
+                   tmp_path / "no_data", "--eval_dir", tmp_path / "no_eval", check=False)
+    _one_error_line(proc, "%s_1 does not exist" % missing)
+    assert not any(os.path.exists(tmp_path / n) for n in ("no_data", "no_eval"))
 
 
 def test_bad_flag_value_exits_naming_the_flag(tmp_path):

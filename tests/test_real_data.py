@@ -1,7 +1,8 @@
 """A short run on real CIFAR-10 images: training must learn, and eval must see it.
 
-The images come from the JPEG copy of CIFAR-10 that sits beside this repository in
-../shared/data (converted once to the original binary layout and cached); the package itself
+The images are read from $CIFAR10_PRUNE_REAL_DATA (default /tmp/cifar10_prune_real_data), a
+directory holding cifar-10-batches-bin/. In the development tree, where a JPEG copy of CIFAR-10
+sits beside the repository (../shared/data), it is converted there once; the package itself
 never needs that folder. Takes about two minutes on two CPU cores.
 """
 import os
@@ -22,7 +23,9 @@ def real_data():
     test_file = os.path.join(CACHE, "cifar-10-batches-bin", "test_batch.bin")
     if not os.path.exists(test_file):
         if not os.path.exists(CONVERTER):
-            message = "real CIFAR-10 not found: neither %s nor %s" % (test_file, CONVERTER)
+            message = ("real CIFAR-10 not found in %s. To run this test, set CIFAR10_PRUNE_REAL_DATA "
+                       "to a directory holding cifar-10-batches-bin/*.bin (extract the original "
+                       "cifar-10-binary.tar.gz there)" % CACHE)
             if os.environ.get("CI"):
                 pytest.fail(message)
             pytest.skip(message)
