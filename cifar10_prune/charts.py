@@ -9,8 +9,9 @@ _FONT = 'font-family="sans-serif" font-size="11"'
 
 def _ticks(lo, hi, n=5):
     """About `n` round tick values (1, 2, 2.5 or 5 times a power of ten apart) covering [lo, hi]."""
-    if hi <= lo:
-        hi = lo + (abs(lo) or 1.0)
+    if hi <= lo:  # one value: a small window around it
+        pad = abs(lo) * 0.05 or 0.05
+        lo, hi = lo - pad, hi + pad
     raw = (hi - lo) / n
     power = 10 ** math.floor(math.log10(raw))
     step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
@@ -85,28 +86,42 @@ def _document(frames, columns=2):
             % (cols * width, rows * height, _FONT, "\n".join(body)))
 
 
+def _segments(points):
+    """`points` split at None entries (a break in the line)."""
+    segment = []
+    for point in list(points) + [None]:
+        if point is None:
+            if segment:
+                yield segment
+            segment = []
+        else:
+            segment.append(point)
+
+
 def line_frame(title, xlabel, ylabel, series, marks=()):
-    """A line chart; `series` is {name: [(x, y), ...]}, `marks` x positions of dashed rules."""
-    xs = [x for points in series.values() for x, _ in points] or [0, 1]
-    ys = [y for points in series.values() for _, y in points] or [0, 1]
+    """A line chart; `series` is {name: [(x, y) or None (a break), ...]}, `marks` x positions
+    of dashed rules."""
+    xs = [p[0] for points in series.values() for p in points if p] or [0, 1]
+    ys = [p[1] for points in series.values() for p in points if p] or [0, 1]
     frame = _Frame(title, xlabel, ylabel, xs, ys + [0.0])
     for x in marks:
         frame.parts.append('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#999" '
                            'stroke-dasharray="4 3"/>' % (frame.px(x), frame.top, frame.px(x),
                                                          frame.height - frame.bottom))
     for i, points in enumerate(series.values()):
-        path = " ".join("%.1f,%.1f" % (frame.px(x), frame.py(y)) for x, y in points)
-        frame.parts.append('<polyline points="%s" fill="none" stroke="%s" stroke-width="1.5"/>'
-                           % (path, COLORS[i % len(COLORS)]))
+        for segment in _segments(points):
+            path = " ".join("%.1f,%.1f" % (frame.px(x), frame.py(y)) for x, y in segment)
+            frame.parts.append('<polyline points="%s" fill="none" stroke="%s" '
+                               'stroke-width="1.5"/>' % (path, COLORS[i % len(COLORS)]))
     frame.legend(list(series))
     return frame
 
 
 def scatter_frame(title, xlabel, ylabel, series):
     """A scatter chart; `series` is {name: [(x, y, label), ...]}, points joined in order."""
-    xs = [p[0] for points in series.values() for p in points] or [0, 1]
+    xs = [p[0] for points in series.values() for p in points] or [1]
     ys = [p[1] for points in series.values() for p in points] or [0, 1]
-    frame = _Frame(title, xlabel, ylabel, xs, ys)
+    frame = _Frame(title, xlabel, ylabel, xs + [0], ys)  # sizes compared from zero
     for i, points in enumerate(series.values()):
         color = COLORS[i % len(COLORS)]
         path = " ".join("%.1f,%.1f" % (frame.px(x), frame.py(y)) for x, y, _ in points)

@@ -77,8 +77,9 @@ def collect(train_dir):
 
 
 def curves(train_dir, tags=("fake_sparsity", "group_lasso")):
-    """({tag: [(step, value)]}, [stage start steps]) over all stages of train_dir, the steps
-    counted from the start of stage 0 (each stage's global step restarts at 0)."""
+    """({tag: [(step, value), ..., None, ...]}, [stage start steps]) over all stages of
+    train_dir, the steps counted from the start of stage 0 (each stage's global step restarts
+    at 0), None between stages."""
     out = {tag: [] for tag in tags}
     starts, offset, version = [], 0, 0
     while os.path.isdir(_stage_dir(train_dir, version)):
@@ -89,7 +90,7 @@ def curves(train_dir, tags=("fake_sparsity", "group_lasso")):
         last = 0
         for tag in tags:
             points = sorted(dict(scalars.get(tag, [])).items())  # a resumed step logs once
-            out[tag] += [(offset + step, value) for step, value in points]
+            out[tag] += [(offset + step, value) for step, value in points] + [None]
             last = max([last] + [step for step, _ in points])
         trained = read_extra(_stage_dir(train_dir, version + 1)).get("trained_with", {}) \
             if os.path.exists(os.path.join(_stage_dir(train_dir, version + 1), ARCHITECTURE_FILE)) else {}
@@ -184,11 +185,12 @@ def curves_svg(train_dir, baseline_dir=None):
 
 def params_precision_svg(rows, baseline=None):
     """Precision @ 1 against total parameters after each stage, for the run and its baseline."""
-    series = {"pruned run": [(r["total_params"], r["precision_at_1"], "v%d" % r["version"])
-                             for r in rows if r["precision_at_1"] is not None]}
+    def points(stage_rows):
+        return [(r["total_params"], r["precision_at_1"], "stage %d" % r["stage"])
+                for r in stage_rows if r["precision_at_1"] is not None]
+    series = {"pruned run": points(rows)}
     if baseline:
-        series["dense baseline"] = [(r["total_params"], r["precision_at_1"], "v%d" % r["version"])
-                                    for r in baseline if r["precision_at_1"] is not None]
+        series["dense baseline"] = points(baseline)
     frame = charts.scatter_frame("precision @ 1 against parameters, after each stage",
                                  "total params", "precision @ 1", series)
     return charts.document([frame], columns=1)

@@ -292,7 +292,7 @@ def test_run_experiments_script_with_baseline(tiny_data, tmp_path):
     assert os.path.exists(os.path.join(out_dir, "results.md"))
     assert open(os.path.join(out_dir, "widths.svg")).read().startswith("<svg")
     curves = open(os.path.join(out_dir, "curves.svg")).read()
-    assert curves.count("<polyline") == 4  # fake sparsity and group lasso, run and baseline
+    assert curves.count("<polyline") == 12  # 2 charts x 2 runs x 3 stages
     tradeoff = open(os.path.join(out_dir, "params_precision.svg")).read()
     assert tradeoff.count("<circle") == 6  # three stages, run and baseline
 
