@@ -7,7 +7,7 @@
 #                        [any other flag for every train/eval call]
 #
 # --steps_scale S multiplies every stage's max_steps (at least 1 step).
-# --quick: a short resnet20 schedule that prunes (800 + 2000 + 1200 steps, l1 0.001, 0.01, 0;
+# --quick: a short resnet20 schedule that prunes (800 + 2000 + 1200 steps, l1 0.001, 0.008, 0;
 #   BN statistics re-estimated from 100 batches), ~20 minutes on two CPU cores.
 # --l1_penalties replaces the three stages' l1_penalty (e.g. 0.0002,0.002,0 for cnn4 model B;
 #   0,0,0 trains the dense baseline of a schedule).
@@ -65,7 +65,7 @@ if [ $QUICK -eq 1 ]; then
   fi
   # Calibrated in docs/quick_start.md: a stronger lambda makes gammas reach zero within a
   # 2,000-step sparsification stage (0.005 needs ~2,000 steps just to shrink them to zero).
-  L1=(0.001 0.01 0.0); STEPS=(800 2000 1200); LR=(0.1 0.1 0.01)
+  L1=(0.001 0.008 0.0); STEPS=(800 2000 1200); LR=(0.1 0.1 0.01)
 fi
 if [ -n "$L1_OVERRIDE" ]; then
   IFS=, read -r -a L1 <<< "$L1_OVERRIDE"

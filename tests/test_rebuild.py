@@ -257,3 +257,15 @@ def test_without_absorption_equals_dense_with_channels_silenced(name, chosen):
             unit.bn.beta.assign(beta)
     assert_same_function(silenced, dropped)
     assert np.abs(logits(absorbed) - logits(dropped)).max() > 1e-3  # absorption does something
+
+
+def test_report_end_of_stage_sparsity_is_the_logged_metric():
+    """The report's fake sparsity at the end of a stage, from the widths before and after its
+    compression, equals the metric the training log computes from the zero gammas."""
+    from cifar10_prune import report
+    spec = ArchSpec("resnet20", dict(ArchSpec.dense("resnet20").widths, g2b1c0=20, g3b0c0=50))
+    model = randomized(spec)
+    zero_channels(model, {"g1b0c0": [0, 3], "g2b1c0": range(7), "g3b2c0": range(0, 64, 3)},
+                  beta_sign=-1)
+    new_spec, _ = rebuild.compress(spec, model)
+    assert report._end_sparsity(spec, new_spec) == pytest.approx(ista.sparsity(model)[1])
