@@ -46,7 +46,8 @@ while [ $# -gt 0 ]; do
     --baseline) BASELINE=1; shift ;;
     -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     --*=*) PASS+=("$1"); shift ;;
-    --*) if [ $# -gt 1 ] && [[ "$2" != --* ]]; then PASS+=("$1" "$2"); shift 2; else PASS+=("$1"); shift; fi ;;
+    # As --name=value: absl leaves the value of a flag it skips (--undefok) as a stray argument.
+    --*) if [ $# -gt 1 ] && [[ "$2" != --* ]]; then PASS+=("$1=$2"); shift 2; else PASS+=("$1"); shift; fi ;;
     *) echo "run_experiments.sh: unexpected argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
