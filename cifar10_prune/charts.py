@@ -29,9 +29,9 @@ def _label(value):
 class _Frame:
     """Axes of a chart: maps data coordinates to pixels and draws the ticks and titles."""
 
-    def __init__(self, title, xlabel, ylabel, xs, ys, width=460, height=260):
+    def __init__(self, title, xlabel, ylabel, xs, ys, width=460, height=280):
         self.width, self.height = width, height
-        self.left, self.right, self.top, self.bottom = 56, 12, 28, 40
+        self.left, self.right, self.top, self.bottom = 56, 12, 28, 58
         self.xticks, self.yticks = _ticks(min(xs), max(xs)), _ticks(min(ys), max(ys))
         self.x0, self.x1 = min(self.xticks[0], min(xs)), max(self.xticks[-1], max(xs))
         self.y0, self.y1 = min(self.yticks[0], min(ys)), max(self.yticks[-1], max(ys))
@@ -49,7 +49,7 @@ class _Frame:
             self.parts.append('<text x="%d" y="%.1f" text-anchor="end">%s</text>'
                               % (self.left - 4, y + 4, _label(t)))
         self.parts.append('<text x="%d" y="%d" text-anchor="middle">%s</text>'
-                          % ((self.left + width - self.right) / 2, height - 6, escape(xlabel)))
+                          % ((self.left + width - self.right) / 2, height - 24, escape(xlabel)))
         self.parts.append('<text x="12" y="%d" text-anchor="middle" transform="rotate(-90 12 %d)">'
                           '%s</text>' % ((self.top + height - self.bottom) / 2,
                                          (self.top + height - self.bottom) / 2, escape(ylabel)))
@@ -63,12 +63,13 @@ class _Frame:
         return self.height - self.bottom - (y - self.y0) / span * (self.height - self.top - self.bottom)
 
     def legend(self, names):
+        """One row under the axis, where it covers no data."""
+        x, y = self.left, self.height - 14
         for i, name in enumerate(names):
-            y = self.top + 6 + 14 * i
-            x = self.width - self.right - 150
             self.parts.append('<rect x="%d" y="%d" width="10" height="10" fill="%s"/>'
                               % (x, y, COLORS[i % len(COLORS)]))
             self.parts.append('<text x="%d" y="%d">%s</text>' % (x + 14, y + 9, escape(name)))
+            x += 24 + 7 * len(name)
 
     def svg(self, dx=0, dy=0):
         return '<g transform="translate(%d,%d)">%s</g>' % (dx, dy, "\n".join(self.parts))
@@ -121,7 +122,8 @@ def scatter_frame(title, xlabel, ylabel, series):
     """A scatter chart; `series` is {name: [(x, y, label), ...]}, points joined in order."""
     xs = [p[0] for points in series.values() for p in points] or [1]
     ys = [p[1] for points in series.values() for p in points] or [0, 1]
-    frame = _Frame(title, xlabel, ylabel, xs + [0], ys)  # sizes compared from zero
+    # Sizes compared from zero; room on the right for the labels.
+    frame = _Frame(title, xlabel, ylabel, xs + [0, max(xs) * 1.2], ys)
     for i, points in enumerate(series.values()):
         color = COLORS[i % len(COLORS)]
         path = " ".join("%.1f,%.1f" % (frame.px(x), frame.py(y)) for x, y, _ in points)
