@@ -75,8 +75,8 @@ class _Frame:
         return '<g transform="translate(%d,%d)">%s</g>' % (dx, dy, "\n".join(self.parts))
 
 
-def _document(frames, columns=2):
-    """Several frames in a grid, as one SVG document."""
+def document(frames, columns=2):
+    """One SVG document holding `frames` (from `line_frame` / `scatter_frame`) in a grid."""
     width = max(f.width for f in frames)
     height = max(f.height for f in frames)
     rows = (len(frames) + columns - 1) // columns
@@ -136,11 +136,6 @@ def scatter_frame(title, xlabel, ylabel, series):
                                % (frame.px(x) + 6, frame.py(y) - 5, color, escape(label)))
     frame.legend(list(series))
     return frame
-
-
-def document(frames, columns=2):
-    """One SVG document holding `frames` (from `line_frame` / `scatter_frame`) in a grid."""
-    return _document(frames, columns)
 
 
 def widths_svg(dense_widths, kept):

@@ -24,7 +24,7 @@ from absl import flags
 
 from cifar10_prune import charts, cli, costs, graph, models, summaries
 from cifar10_prune.flags.report import define_report_flags
-from cifar10_prune.stages import StageError
+from cifar10_prune.stages import StageError, has_architecture
 from cifar10_prune.spec import ARCHITECTURE_FILE, ArchSpec, read_extra
 
 STAGE_PREFIX = "cifar10_train"
@@ -53,13 +53,12 @@ def _end_sparsity(before, after):
 def collect(train_dir):
     """One row per compressed stage version v >= 1 found in train_dir."""
     rows, version = [], 1
-    while os.path.exists(os.path.join(_stage_dir(train_dir, version), ARCHITECTURE_FILE)):
+    while has_architecture(_stage_dir(train_dir, version)):
         stage_dir = _stage_dir(train_dir, version)
         record = read_extra(stage_dir)
         spec = ArchSpec.load(stage_dir)
         before = _stage_dir(train_dir, version - 1)
-        before = ArchSpec.load(before) if os.path.exists(
-            os.path.join(before, ARCHITECTURE_FILE)) else ArchSpec.dense(spec.model)
+        before = ArchSpec.load(before) if has_architecture(before) else ArchSpec.dense(spec.model)
         model = models.build_model(spec)
         trained = record.get("trained_with", {})
         row = {"stage": version - 1, "version": version, "l1_penalty": trained.get("l1_penalty"),
@@ -92,8 +91,8 @@ def curves(train_dir, tags=("fake_sparsity", "group_lasso")):
             points = sorted(dict(scalars.get(tag, [])).items())  # a resumed step logs once
             out[tag] += [(offset + step, value) for step, value in points] + [None]
             last = max([last] + [step for step, _ in points])
-        trained = read_extra(_stage_dir(train_dir, version + 1)).get("trained_with", {}) \
-            if os.path.exists(os.path.join(_stage_dir(train_dir, version + 1), ARCHITECTURE_FILE)) else {}
+        following = _stage_dir(train_dir, version + 1)
+        trained = read_extra(following).get("trained_with", {}) if has_architecture(following) else {}
         offset += trained.get("max_steps") or last
         version += 1
     return out, starts[1:]

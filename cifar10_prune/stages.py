@@ -23,7 +23,8 @@ def stage_dir(base, version):
     return "%s_%d" % (base, version)
 
 
-def _has_architecture(directory):
+def has_architecture(directory):
+    """Whether `directory` holds a stage written by this package (its architecture.json)."""
     return os.path.exists(os.path.join(directory, ARCHITECTURE_FILE))
 
 
@@ -36,7 +37,7 @@ def spec_for_training(base, version, model, model_explicit=False):
     """The architecture stage `version` trains: dense `model` for a new stage 0, otherwise the
     one stored in its directory. Raises StageError naming the fix when it is missing."""
     directory = stage_dir(base, version)
-    if _has_architecture(directory):
+    if has_architecture(directory):
         spec = ArchSpec.load(directory)
         if model_explicit and spec.model != model:
             raise StageError("--model %s, but %s holds a %s stage; drop --model or use another "
@@ -61,7 +62,7 @@ def spec_for_eval(directory, model, is_compressed):
                          "(stage N is read from <checkpoint_dir>_N)" % directory)
     if not is_compressed:
         return ArchSpec.dense(model)
-    if not _has_architecture(directory):
+    if not has_architecture(directory):
         raise StageError("%s has no %s (written when a stage starts or is compressed); check "
                          "--checkpoint_dir/--checkpoint_version, or pass --is_compressed=false "
                          "to evaluate it as the dense --model" % (directory, ARCHITECTURE_FILE))
@@ -71,7 +72,7 @@ def spec_for_eval(directory, model, is_compressed):
 def prepare(directory, spec):
     """Create a stage directory and record its architecture there if it is not yet."""
     os.makedirs(directory, exist_ok=True)
-    if not _has_architecture(directory):
+    if not has_architecture(directory):
         spec.save(directory)
 
 
@@ -135,7 +136,7 @@ def write_compressed(base, version, spec, model, averages, weight_decay, source,
     source = os.path.abspath(source)
     replace = False
     if os.path.isdir(target) and os.listdir(target):
-        record = spec_lib.read_extra(target) if _has_architecture(target) else {}
+        record = spec_lib.read_extra(target) if has_architecture(target) else {}
         latest = tf.train.latest_checkpoint(target) or ""
         untrained = latest.endswith("-0")
         if untrained and record.get("source") == source:

@@ -43,6 +43,15 @@ def checkpoint_manager(checkpoint, directory, max_to_keep=5):
                                       checkpoint_name=CHECKPOINT_NAME)
 
 
+def checkpoints_on_disk(directory):
+    """The `model.ckpt-<step>` paths present in `directory`, oldest first (by global step),
+    including a stage's preserved `model.ckpt-0`, which the checkpoint state no longer lists."""
+    suffix = ".index"
+    found = tf.io.gfile.glob(os.path.join(directory, "%s-*%s" % (CHECKPOINT_NAME, suffix)))
+    paths = [p[:-len(suffix)] for p in found if p[:-len(suffix)].rsplit("-", 1)[1].isdigit()]
+    return sorted(paths, key=lambda p: int(p.rsplit("-", 1)[1]))
+
+
 class CheckpointError(ValueError):
     """A checkpoint is damaged or does not fit the model it is read into."""
 
@@ -116,7 +125,10 @@ class Trainer:
 
         A damaged newest checkpoint is a CheckpointError naming the newest intact one; nothing
         is deleted, so the user decides."""
-        path = self.manager.latest_checkpoint
+        on_disk = checkpoints_on_disk(self.train_dir)
+        # The newest file, not the state file's record: after the user moves a damaged
+        # checkpoint away, as the error below advises, the next run resumes from the one before.
+        path = on_disk[-1] if on_disk else None
         if not path:
             return None
         try:
@@ -125,8 +137,7 @@ class Trainer:
         except CheckpointError as e:
             if intact(path):
                 raise
-            older = [p for p in reversed(self.manager.checkpoints[:-1])
-                     if tf.io.gfile.exists(p + ".index") and intact(p)]
+            older = [p for p in reversed(on_disk[:-1]) if intact(p)]
             hint = ("The newest intact checkpoint is %s: move %s.* out of %s and rerun to "
                     "resume from it." % (older[0], path, self.train_dir)) if older else (
                 "No older intact checkpoint is left in %s; move %s.* away to start the stage "

@@ -197,6 +197,14 @@ def test_damaged_stage_files_and_odd_requests(tiny_data, tmp_path):
     proc = train(tiny_data, base, "--max_steps", 4, "--squeeze_model=false", check=False)
     _one_error_line(proc, "%s is damaged" % newest, "newest intact checkpoint is %s" % older[-1])
     assert _snapshot(base + "_0") == before
+    # Doing what the message says resumes from the intact checkpoint.
+    aside = tmp_path / "aside"
+    aside.mkdir()
+    for name in os.listdir(base + "_0"):
+        if name.startswith(os.path.basename(newest) + "."):
+            os.rename(os.path.join(base + "_0", name), aside / name)
+    out = train(tiny_data, base, "--max_steps", 4, "--squeeze_model=false").stdout
+    assert "resuming from %s (step %s)" % (older[-1], older[-1].rsplit("-", 1)[1]) in out
 
     # Export onto an existing file.
     target = tmp_path / "taken"
