@@ -8,11 +8,12 @@ from cifar10_prune.data import DataError
 from cifar10_prune.graph import GraphError
 from cifar10_prune.spec import ArchitectureError
 from cifar10_prune.stages import StageError
+from cifar10_prune.storage import WriteError
 from cifar10_prune.training import CheckpointError, TrainingError
 
 # Problems with the user's input or files: reported without a traceback.
 USER_ERRORS = (DataError, ArchitectureError, GraphError, StageError, TrainingError,
-               CheckpointError, FileExistsError)
+               CheckpointError, FileExistsError, WriteError)
 
 
 def run(main, define_flags):

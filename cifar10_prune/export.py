@@ -12,13 +12,12 @@ from cifar10_prune import logs
 logs.quiet_tensorflow()  # before TensorFlow loads; its start-up lines are not the user's
 
 import os
-import shutil
 
 import keras
 import tensorflow as tf
 from absl import flags
 
-from cifar10_prune import cli, costs, data, models, stages
+from cifar10_prune import cli, costs, data, models, stages, storage
 from cifar10_prune.flags.export import define_export_flags
 from cifar10_prune.spec import ArchSpec
 
@@ -27,8 +26,8 @@ FLAGS = flags.FLAGS
 
 def export_saved_model(model, export_dir):
     """Write `model` (inference mode) as a SavedModel with the uint8 `serving_default`
-    signature. Written beside `export_dir` and renamed into place, so a failure leaves nothing;
-    an existing `export_dir` is an error, never overwritten."""
+    signature. Written through `storage.directory`, so a failure or a kill leaves nothing; an
+    existing `export_dir` is an error, never overwritten."""
     export_dir = os.path.abspath(export_dir)
     if os.path.exists(export_dir):
         raise FileExistsError("%s already exists; remove it or choose another --export_dir"
@@ -42,13 +41,9 @@ def export_saved_model(model, export_dir):
 
     archive.add_endpoint("serving_default", serve, input_signature=[
         tf.TensorSpec([None, data.IMAGE_SIZE, data.IMAGE_SIZE, 3], tf.uint8, name="images")])
-    tmp = "%s.tmp-%d" % (export_dir, os.getpid())
-    os.makedirs(os.path.dirname(export_dir), exist_ok=True)
-    try:
+    with storage.writing(export_dir, "Nothing was written there."), \
+            storage.directory(export_dir) as tmp:
         archive.write_out(tmp, verbose=False)
-        os.rename(tmp, export_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return export_dir
 
 

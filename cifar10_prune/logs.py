@@ -9,6 +9,7 @@ before its logging is set up, so TF_CPP_MIN_LOG_LEVEL no longer hides them
 else, and every line printed later, reaches the console as usual. `--verbosity` (absl's flag)
 shows everything.
 """
+import contextlib
 import os
 import re
 import sys
@@ -44,6 +45,35 @@ def _without_noise(lines):
     return kept
 
 
+@contextlib.contextmanager
+def cpp_lines_held_back(keep_on_success=True):
+    """Run the block with the process's stderr (file descriptor 2, where TensorFlow's C++
+    runtime logs) captured, then pass on what it printed: all of it if the block failed with an
+    unexpected error; otherwise all but the C++ log lines, or everything if `keep_on_success`
+    and the block succeeded. For a block whose failure is reported as one `error:` line, the
+    C++ runtime's own words for that failure are only a noisier copy of it."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as capture:
+        os.dup2(capture.fileno(), 2)
+        outcome = "unexpected"
+        try:
+            yield
+            outcome = "success"
+        except Exception as e:
+            if type(e).__module__.startswith("cifar10_prune"):
+                outcome = "reported"
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            lines = capture.read().decode("utf-8", "replace").splitlines(keepends=True)
+            everything = outcome == "unexpected" or (outcome == "success" and keep_on_success)
+            sys.stderr.write("".join(lines if everything else _without_noise(lines)))
+            sys.stderr.flush()
+
+
 def quiet_tensorflow(argv=None):
     """Import TensorFlow and find its devices with the C++ start-up log lines held back.
 
@@ -53,22 +83,8 @@ def quiet_tensorflow(argv=None):
     argv = sys.argv if argv is None else argv
     if "tensorflow" in sys.modules or _asked_for_logs(argv):
         return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as capture:
-        os.dup2(capture.fileno(), 2)
-        failed = True
-        try:
-            import tensorflow as tf
-            tf.config.list_physical_devices()  # device discovery (cuInit) logs here
-            # oneDNN notes once per process, on the first uint8 transpose (the data pipeline's).
-            tf.transpose(tf.zeros([1, 2, 1], tf.uint8)).numpy()
-            failed = False
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            capture.seek(0)
-            lines = capture.read().decode("utf-8", "replace").splitlines(keepends=True)
-            shown = lines if failed else _without_noise(lines)
-            sys.stderr.write("".join(shown))
-            sys.stderr.flush()
+    with cpp_lines_held_back(keep_on_success=False):
+        import tensorflow as tf
+        tf.config.list_physical_devices()  # device discovery (cuInit) logs here
+        # oneDNN notes once per process, on the first uint8 transpose (the data pipeline's).
+        tf.transpose(tf.zeros([1, 2, 1], tf.uint8)).numpy()

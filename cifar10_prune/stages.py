@@ -5,12 +5,10 @@ architecture.json) that the end of stage v-1 wrote into its directory.
 """
 import logging
 import os
-import shutil
-import tempfile
 
 import tensorflow as tf
 
-from cifar10_prune import costs, models, rebuild, spec as spec_lib, training
+from cifar10_prune import costs, models, rebuild, spec as spec_lib, storage, training
 from cifar10_prune.ema import ExponentialMovingAverage
 from cifar10_prune.spec import ARCHITECTURE_FILE, ArchSpec
 
@@ -122,8 +120,8 @@ def write_compressed(base, version, spec, model, averages, weight_decay, source,
                      recalibrate=None, trained_with=None, absorb=True, log=print):
     """Compress the end of stage `version` and write it as stage `version + 1`.
 
-    Writes `model.ckpt-0` and architecture.json into a temporary directory that is renamed into
-    place, so a failure leaves nothing half-written. An existing next stage is never overwritten
+    Writes `model.ckpt-0` and architecture.json through `storage.directory`, so a failure or a
+    kill leaves nothing half-written. An existing next stage is never overwritten
     once trained: if it is the compression of this same `source` checkpoint it is left as is; if
     it is the untrained compression of an earlier checkpoint of the same stage (the stage was
     resumed to a higher max_steps) it is replaced, saying so; otherwise StageError.
@@ -164,26 +162,15 @@ def write_compressed(base, version, spec, model, averages, weight_decay, source,
     if recalibrate is not None:
         recalibrate(new_model)
 
-    parent = os.path.dirname(os.path.abspath(target))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".%s.tmp-" % os.path.basename(target), dir=parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a stage is as any directory
-    try:
+    with storage.writing("stage %d to %s" % (version + 1, target),
+                         "The stage it comes from, %s, is intact: once the problem is fixed, "
+                         "rerun the same command." % source), \
+            storage.directory(target, replace=replace, log=log) as tmp:
         ema = ExponentialMovingAverage(new_model.trainable_variables)
         manager = training.checkpoint_manager(training.make_checkpoint(new_model, ema), tmp)
         path = manager.save(checkpoint_number=0)
         new_spec.save(tmp, source=source, parent_stage=version, trained_with=trained_with or {},
                       recalibrated_bn=recalibrate is not None, absorbed_pruned_constants=absorb)
         _preserve_checkpoint(tmp, path)
-        if replace:
-            shutil.rmtree(target)
-        elif os.path.isdir(target):
-            os.rmdir(target)  # empty, e.g. made by `mkdir` as the original README does
-        os.rename(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log("wrote stage %d to %s" % (version + 1, target))
     return new_spec

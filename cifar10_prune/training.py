@@ -7,7 +7,7 @@ import time
 import keras
 import tensorflow as tf
 
-from cifar10_prune import ista, summaries
+from cifar10_prune import ista, storage, summaries
 from cifar10_prune.ema import ExponentialMovingAverage
 
 CHECKPOINT_NAME = "model.ckpt"
@@ -43,13 +43,17 @@ def checkpoint_manager(checkpoint, directory, max_to_keep=5):
                                       checkpoint_name=CHECKPOINT_NAME)
 
 
+def _step(path):
+    return int(path.rsplit("-", 1)[1])
+
+
 def checkpoints_on_disk(directory):
     """The `model.ckpt-<step>` paths present in `directory`, oldest first (by global step),
     including a stage's preserved `model.ckpt-0`, which the checkpoint state no longer lists."""
     suffix = ".index"
     found = tf.io.gfile.glob(os.path.join(directory, "%s-*%s" % (CHECKPOINT_NAME, suffix)))
     paths = [p[:-len(suffix)] for p in found if p[:-len(suffix)].rsplit("-", 1)[1].isdigit()]
-    return sorted(paths, key=lambda p: int(p.rsplit("-", 1)[1]))
+    return sorted(paths, key=_step)
 
 
 class CheckpointError(ValueError):
@@ -123,30 +127,56 @@ class Trainer:
     def restore(self):
         """Resume from the newest checkpoint in train_dir, if any; returns its path or None.
 
-        A damaged newest checkpoint is a CheckpointError naming the newest intact one; nothing
-        is deleted, so the user decides."""
+        A checkpoint newer than the checkpoint state's latest is one whose save was cut off (by
+        a kill or a crash): if damaged, it is passed over. Any other damaged checkpoint is a
+        CheckpointError naming the newest intact one; nothing is deleted, so the user decides."""
         on_disk = checkpoints_on_disk(self.train_dir)
-        # The newest file, not the state file's record: after the user moves a damaged
+        state = tf.train.get_checkpoint_state(self.train_dir)
+        recorded = _step(state.model_checkpoint_path) if state else None
+        # Newest file first, not the state file's record: after the user moves a damaged
         # checkpoint away, as the error below advises, the next run resumes from the one before.
-        path = on_disk[-1] if on_disk else None
-        if not path:
-            return None
-        try:
-            # A stage's step-0 checkpoint (written by compression) has no optimizer state.
-            read_checkpoint(self.checkpoint, path, self.model.name)
-        except CheckpointError as e:
-            if intact(path):
-                raise
-            older = [p for p in reversed(on_disk[:-1]) if intact(p)]
-            hint = ("The newest intact checkpoint is %s: move %s.* out of %s and rerun to "
-                    "resume from it." % (older[0], path, self.train_dir)) if older else (
-                "No older intact checkpoint is left in %s; move %s.* away to start the stage "
-                "again." % (self.train_dir, path))
-            raise CheckpointError("%s. %s" % (e, hint)) from None
-        return path
+        for i in reversed(range(len(on_disk))):
+            path = on_disk[i]
+            try:
+                # A stage's step-0 checkpoint (written by compression) has no optimizer state.
+                read_checkpoint(self.checkpoint, path, self.model.name)
+                return path
+            except CheckpointError as e:
+                if intact(path):
+                    raise
+                if recorded is not None and _step(path) > recorded:
+                    self.log("passing over %s: its save was interrupted (it is newer than the "
+                             "last completed save, %s)" % (path, state.model_checkpoint_path))
+                    continue
+                older = [p for p in reversed(on_disk[:i]) if intact(p)]
+                hint = ("The newest intact checkpoint is %s: move %s.* out of %s and rerun to "
+                        "resume from it." % (older[0], path, self.train_dir)) if older else (
+                    "No older intact checkpoint is left in %s; move %s.* away to start the "
+                    "stage again." % (self.train_dir, path))
+                raise CheckpointError("%s. %s" % (e, hint)) from None
+        return None
+
+    def path(self, step):
+        """The checkpoint path of global step `step` in train_dir."""
+        return os.path.join(self.train_dir, "%s-%d" % (CHECKPOINT_NAME, step))
 
     def save(self):
-        return self.manager.save(checkpoint_number=self.step)
+        """Save a checkpoint of the current step; a failed write (e.g. a full disk) is a
+        storage.WriteError, and the checkpoints saved before stay usable."""
+        previous = self.manager.latest_checkpoint
+        intact = ("The last checkpoint, %s, is intact: rerun the same command to resume from "
+                  "it once the problem is fixed." % previous) if previous else (
+            "No checkpoint of this stage was saved before.")
+        path = self.path(self.step)
+        try:
+            with storage.writing("checkpoint " + path, intact):
+                return self.manager.save(checkpoint_number=self.step)
+        except storage.WriteError:
+            # TensorFlow writes a checkpoint's parts into `<path>_temp` first and leaves it
+            # behind when that fails; on a full disk, the space is better given back.
+            for leftover in tf.io.gfile.glob(path + "_temp*"):
+                tf.io.gfile.rmtree(leftover)
+            raise
 
     def _compile(self):
         model, optimizer, ema = self.model, self.optimizer, self.ema
@@ -219,11 +249,11 @@ class Trainer:
             values = {"loss": first, "learning_rate": lr, "group_lasso": lasso,
                       "fake_sparsity": fake}
             values.update({"zero_gammas/" + u: z for u, (z, _) in zeros.items()})
-            summaries.scalars(writer, step, values)
+            with storage.writing("summaries to " + self.train_dir, "Checkpoints are intact."):
+                summaries.scalars(writer, step, values)
             if time.time() - last_save >= self.save_checkpoint_secs:
                 self.save()
                 last_save = time.time()
-        if self.manager.latest_checkpoint != os.path.join(
-                self.train_dir, "%s-%d" % (CHECKPOINT_NAME, self.step)):
+        if self.manager.latest_checkpoint != self.path(self.step):
             self.save()
         return self.step
