@@ -5,6 +5,7 @@ import sys
 from absl import app, flags, logging
 
 from cifar10_prune.data import DataError
+from cifar10_prune.distribute import DistributionError
 from cifar10_prune.graph import GraphError
 from cifar10_prune.spec import ArchitectureError
 from cifar10_prune.stages import StageError
@@ -13,7 +14,7 @@ from cifar10_prune.training import CheckpointError, TrainingError
 
 # Problems with the user's input or files: reported without a traceback.
 USER_ERRORS = (DataError, ArchitectureError, GraphError, StageError, TrainingError,
-               CheckpointError, FileExistsError, WriteError)
+               CheckpointError, FileExistsError, WriteError, DistributionError)
 
 
 def run(main, define_flags):

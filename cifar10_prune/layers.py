@@ -1,11 +1,32 @@
 """The two custom layers: a batch norm that knows whether its gamma is pruned, and the conv that
 remains when all of its input channels have been pruned away."""
 import keras
+import tensorflow as tf
 from keras import ops
 
 # The original's slim batch_norm: decay 0.999, epsilon 0.001, no zero-debias.
 BN_MOMENTUM = 0.999
 BN_EPSILON = 0.001
+
+
+def _batch_moments(x):
+    """Mean, biased variance and number of values per channel of NHWC `x`: over the whole
+    global batch when called in a replica of a tf.distribute strategy, so that N replicas
+    normalize exactly as one device does with the whole batch (the recipe's arithmetic does not
+    change with the number of devices)."""
+    axes = [0, 1, 2]
+    count = ops.cast(ops.prod(ops.shape(x)[:-1]), "float32")
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        mean, variance = ops.moments(x, axes=axes)
+        return mean, variance, count
+    # Two passes, as ops.moments, rather than E[x^2] - E[x]^2, which loses precision.
+    total, count = context.all_reduce(tf.distribute.ReduceOp.SUM,
+                                      [ops.sum(x, axis=axes), count])
+    mean = total / count
+    squares = context.all_reduce(tf.distribute.ReduceOp.SUM,
+                                 ops.sum(ops.square(x - mean), axis=axes))
+    return mean, squares / count, count
 
 
 @keras.saving.register_keras_serializable(package="cifar10_prune")
@@ -39,8 +60,7 @@ class PrunableBatchNorm(keras.layers.BatchNormalization):
         # but feed the moving variance the unbiased one, n / (n - 1) times larger. Keras
         # uses the biased one for both.
         x = ops.cast(inputs, "float32")
-        mean, variance = ops.moments(x, axes=[0, 1, 2])
-        n = ops.cast(ops.prod(ops.shape(x)[:-1]), "float32")
+        mean, variance, n = _batch_moments(x)
         unbiased = variance * n / ops.maximum(n - 1.0, 1.0)
         self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
         self.moving_variance.assign(self.moving_variance * self.momentum

@@ -26,6 +26,10 @@ def _asked_for_logs(argv):
                for a in argv[1:])
 
 
+def _configures_devices(argv):
+    return any(a.startswith(("--distribution_strategy", "--cpu_replicas")) for a in argv[1:])
+
+
 def start_up_noise(line):
     """Whether `line` is one of the C++ runtime's log lines that start-up prints."""
     return bool(_CPP_LOG.match(line))
@@ -86,5 +90,7 @@ def quiet_tensorflow(argv=None):
     with cpp_lines_held_back(keep_on_success=False):
         import tensorflow as tf
         tf.config.list_physical_devices()  # device discovery (cuInit) logs here
-        # oneDNN notes once per process, on the first uint8 transpose (the data pipeline's).
-        tf.transpose(tf.zeros([1, 2, 1], tf.uint8)).numpy()
+        if not _configures_devices(argv):  # which must happen before any op runs
+            # oneDNN notes once per process, on the first uint8 transpose (the data
+            # pipeline's).
+            tf.transpose(tf.zeros([1, 2, 1], tf.uint8)).numpy()

@@ -13,7 +13,7 @@ logs.quiet_tensorflow()  # before TensorFlow loads; its start-up lines are not t
 import tensorflow as tf
 from absl import flags
 
-from cifar10_prune import cli, data, ista, models, rescale, stages, training
+from cifar10_prune import cli, data, distribute, ista, models, rescale, stages, training
 from cifar10_prune.flags.train import define_train_flags
 from cifar10_prune.recalibrate import recalibrate_bn
 
@@ -22,17 +22,23 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
+    # First: devices and collective ops can only be configured before TensorFlow runs an op.
+    strategy = distribute.make_strategy(FLAGS.distribution_strategy, FLAGS.cpu_replicas, FLAGS.tpu)
     tf.debugging.set_log_device_placement(FLAGS.log_device_placement)
     version = FLAGS.checkpoint_version
     train_dir = stages.stage_dir(FLAGS.train_dir, version)
     spec = stages.spec_for_training(FLAGS.train_dir, version, FLAGS.model, FLAGS["model"].present)
     dataset = data.train_dataset(FLAGS.data_dir, FLAGS.batch_size, source=FLAGS.dataset_source)
 
-    model = models.build_model(spec, FLAGS.weight_decay)
-    optimizer = ista.ISTA(training.learning_rate_schedule(FLAGS.learning_rate, FLAGS.batch_size),
-                          l1_penalty=FLAGS.l1_penalty, penalties=ista.penalties(model))
-    trainer = training.Trainer(model, optimizer, train_dir, FLAGS.save_checkpoint_secs)
-    stages.prepare(train_dir, spec)
+    with strategy.scope():
+        model = models.build_model(spec, FLAGS.weight_decay)
+        optimizer = ista.ISTA(training.learning_rate_schedule(FLAGS.learning_rate,
+                                                              FLAGS.batch_size),
+                              l1_penalty=FLAGS.l1_penalty, penalties=ista.penalties(model))
+    trainer = training.Trainer(model, optimizer, train_dir, FLAGS.save_checkpoint_secs,
+                               strategy=strategy)
+    if trainer.workdir.chief:
+        stages.prepare(train_dir, spec)
     resumed = trainer.restore()
     if not resumed:
         start = "from scratch"
@@ -40,13 +46,21 @@ def main(argv):
         start = "from the compressed model %s" % resumed
     else:
         start = "resuming from %s (step %d)" % (resumed, trainer.step)
-    print("stage %d in %s: %s, %s" % (version, train_dir, spec.model, start))
+    replicas = strategy.num_replicas_in_sync
+    print("stage %d in %s: %s, %s%s" % (version, train_dir, spec.model, start,
+                                       "" if FLAGS.distribution_strategy == "default" else
+                                       "; %s on %d replica%s" % (FLAGS.distribution_strategy,
+                                                                 replicas, "s"[:replicas > 1])))
     rescale.begin_stage(trainer, FLAGS.gamma_rescale)
 
-    trainer.fit(dataset, FLAGS.max_steps, FLAGS.log_frequency, FLAGS.batch_size)
+    try:
+        trainer.fit(dataset, FLAGS.max_steps, FLAGS.log_frequency, FLAGS.batch_size)
+    finally:
+        trainer.workdir.cleanup()
 
     if FLAGS.squeeze_model:
         rescale.end_stage(trainer)
+    if FLAGS.squeeze_model and trainer.workdir.chief:
         recalibrate = None
         if FLAGS.recalibrate_bn:
             recalibrate = lambda m: recalibrate_bn(m, dataset, FLAGS.recalibrate_bn)  # noqa: E731

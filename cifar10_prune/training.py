@@ -7,7 +7,7 @@ import time
 import keras
 import tensorflow as tf
 
-from cifar10_prune import ista, storage, summaries
+from cifar10_prune import distribute, ista, storage, summaries
 from cifar10_prune.ema import ExponentialMovingAverage
 
 CHECKPOINT_NAME = "model.ckpt"
@@ -104,19 +104,25 @@ class Trainer:
     """Owns one stage's model, optimizer, EMA and checkpoints in `train_dir`.
 
     The global step is `optimizer.iterations`; it is saved, so a rerun resumes where the last
-    checkpoint left off.
+    checkpoint left off. Under a tf.distribute `strategy` (see distribute.py), `model` and
+    `optimizer` must have been made in its scope; only the chief writes to `train_dir`.
     """
 
-    def __init__(self, model, optimizer, train_dir, save_checkpoint_secs=600, log=print):
+    def __init__(self, model, optimizer, train_dir, save_checkpoint_secs=600, log=print,
+                 strategy=None):
         self.model, self.optimizer, self.train_dir = model, optimizer, train_dir
         self.log = log
         self.save_checkpoint_secs = save_checkpoint_secs
-        optimizer.build(model.trainable_variables)
-        self.ema = ExponentialMovingAverage(model.trainable_variables)
-        # The gamma-W rescaling factor in effect in the saved weights (1.0: none); see rescale.py.
-        self.gamma_rescale = tf.Variable(1.0, trainable=False, name="gamma_rescale")
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.workdir = distribute.WorkerDirectory(self.strategy, train_dir)
+        with self.strategy.scope():
+            optimizer.build(model.trainable_variables)
+            self.ema = ExponentialMovingAverage(model.trainable_variables)
+            # The gamma-W rescaling factor in effect in the saved weights (1.0: none); see
+            # rescale.py.
+            self.gamma_rescale = tf.Variable(1.0, trainable=False, name="gamma_rescale")
         self.checkpoint = make_checkpoint(model, self.ema, optimizer, self.gamma_rescale)
-        self.manager = checkpoint_manager(self.checkpoint, train_dir)
+        self.manager = checkpoint_manager(self.checkpoint, self.workdir.path)
         self._run = None
         self._dataset = self._iterator = None
 
@@ -126,6 +132,13 @@ class Trainer:
 
     def restore(self):
         """Resume from the newest checkpoint in train_dir, if any; returns its path or None.
+        Every worker of a cluster must resume from the same one (DistributionError if not)."""
+        path = self._restore_newest()
+        distribute.check_same_step(self.strategy, self.step)
+        return path
+
+    def _restore_newest(self):
+        """Restore the newest checkpoint of train_dir that is whole.
 
         A checkpoint newer than the checkpoint state's latest is one whose save was cut off (by
         a kill or a crash): if damaged, it is passed over. Any other damaged checkpoint is a
@@ -158,7 +171,7 @@ class Trainer:
 
     def path(self, step):
         """The checkpoint path of global step `step` in train_dir."""
-        return os.path.join(self.train_dir, "%s-%d" % (CHECKPOINT_NAME, step))
+        return os.path.join(self.workdir.path, "%s-%d" % (CHECKPOINT_NAME, step))
 
     def save(self):
         """Save a checkpoint of the current step; a failed write (e.g. a full disk) is a
@@ -178,30 +191,40 @@ class Trainer:
                 tf.io.gfile.rmtree(leftover)
             raise
 
-    def _compile(self):
-        model, optimizer, ema = self.model, self.optimizer, self.ema
-        xent = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    def _compile(self, batch_size):
+        model, optimizer, ema, strategy = self.model, self.optimizer, self.ema, self.strategy
+        xent = keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True, reduction=None)
 
-        def one_step(images, labels):
+        def replica_step(images, labels):
+            # This replica's share of the loss of the global batch: the replicas' shares sum to
+            # the loss one device computes on the whole batch, and so do their gradients, which
+            # `optimizer.apply` sums across replicas.
             with tf.GradientTape() as tape:
                 logits = model(images, training=True)
-                loss = xent(labels, logits)
+                loss = tf.nn.compute_average_loss(xent(labels, logits),
+                                                  global_batch_size=batch_size)
                 if model.losses:  # resnet20's weight decay
-                    loss += tf.add_n(model.losses)
+                    loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
             grads = tape.gradient(loss, model.trainable_variables)
             optimizer.apply(grads, model.trainable_variables)
-            ema.update(optimizer.iterations)
+            return loss
+
+        def one_step(batch):
+            loss = strategy.reduce(tf.distribute.ReduceOp.SUM,
+                                   strategy.run(replica_step, args=batch), axis=None)
+            ema.update(optimizer.iterations)  # once, on the variables every replica shares
             return loss
 
         @tf.function
         def run(iterator, num_steps):
             # Several steps per call keep Python out of the loop; stop at the first bad loss.
-            first = one_step(*next(iterator))
+            first = one_step(next(iterator))
             last = first
             for _ in tf.range(num_steps - 1):
                 if not tf.math.is_finite(last):
                     break
-                last = one_step(*next(iterator))
+                last = one_step(next(iterator))
             return first, last
 
         return run
@@ -211,12 +234,18 @@ class Trainer:
         the original's line (loss, group lasso and fake sparsity are those of the logged step,
         before its update). Saves at the end and every `save_checkpoint_secs`."""
         if self._run is None:
-            self._run = self._compile()
-        writer = tf.summary.create_file_writer(self.train_dir)
+            self._run = self._compile(batch_size)
+        writer = (tf.summary.create_file_writer(self.train_dir) if self.workdir.chief
+                  else tf.summary.create_noop_writer())
         if dataset is not self._dataset:
             # One iterator per dataset across fit calls: a new one refills the shuffle buffer,
-            # and tearing one down can block on tf.data's autotuner for seconds.
-            self._dataset, self._iterator = dataset, iter(dataset)
+            # and tearing one down can block on tf.data's autotuner for seconds. The strategy
+            # splits each global batch between the replicas (and shards the files between the
+            # workers of a cluster).
+            self._dataset = dataset
+            if isinstance(dataset, tf.data.Dataset):
+                dataset = self.strategy.experimental_distribute_dataset(dataset)
+            self._iterator = iter(dataset)  # anything else is taken as already distributed
         iterator = self._iterator
         last_save = time.time()
         while self.step < max_steps:

@@ -1,6 +1,7 @@
 """Flags of `python -m cifar10_prune.train` (the original cifar10_train.py)."""
 from absl import flags
 
+from cifar10_prune.distribute import STRATEGIES
 from cifar10_prune.flags.common import define_common
 
 
@@ -43,3 +44,14 @@ def define_train_flags(fv=flags.FLAGS):
     flags.DEFINE_integer("save_checkpoint_secs", 600,
                          "Also save a checkpoint this often (the original's default).",
                          lower_bound=1, flag_values=fv)
+    flags.DEFINE_enum("distribution_strategy", "default", list(STRATEGIES),
+                      "tf.distribute strategy (not in the original): default = one device; "
+                      "mirrored = all local GPUs (or --cpu_replicas logical CPUs); multi_worker "
+                      "= the cluster in $TF_CONFIG; tpu = a TPU (--tpu). --batch_size stays the "
+                      "global batch.", flag_values=fv)
+    flags.DEFINE_integer("cpu_replicas", 0,
+                         "With --distribution_strategy mirrored: split the CPU into this many "
+                         "logical devices, one replica each (to try distribution without GPUs).",
+                         lower_bound=0, flag_values=fv)
+    flags.DEFINE_string("tpu", "", "With --distribution_strategy tpu: the TPU's name or address "
+                        "('' = local, or from the environment).", flag_values=fv)
