@@ -388,6 +388,7 @@ def main(argv=None):
         assert images.shape == (bs, 32, 32, 3), images.shape
 
         rates = {}  # (format, batch, model) -> images/s per round
+        cpu_us = {}  # (format, batch, model) -> CPU microseconds per image, per round
         batches = ((bs, args.infer_calls), (1, args.infer_calls_batch1))
         for batch, calls in batches:
             inputs = {fmt: convert(images[:batch]) for (fmt, _), (_, convert) in runners.items()}
@@ -400,11 +401,15 @@ def main(argv=None):
                     for name in ("dense", "slim") if rnd % 2 == 0 else ("slim", "dense"):
                         fn = runners[(fmt, name)][0]
                         x = inputs[fmt]
-                        t0 = time.perf_counter()
+                        c0, t0 = time.process_time(), time.perf_counter()
                         for _ in range(calls):
                             fn(x)
                         dt = time.perf_counter() - t0
                         rates.setdefault((fmt, batch, name), []).append(calls * batch / dt)
+                        # Process CPU time (all threads) per image: less sensitive than wall
+                        # time to other processes taking the cores.
+                        cpu_us.setdefault((fmt, batch, name), []).append(
+                            1e6 * (time.process_time() - c0) / (calls * batch))
                 progress("inference batch %d round %d: %s" % (batch, rnd + 1, ", ".join(
                     "%s dense %.0f slim %.0f" % (fmt, rates[(fmt, batch, "dense")][-1],
                                                  rates[(fmt, batch, "slim")][-1])
@@ -415,6 +420,9 @@ def main(argv=None):
                 speedups["slim_vs_dense/%s/batch%d" % (fmt, batch)] = [
                     s / d for d, s in zip(rates[(fmt, batch, "dense")],
                                           rates[(fmt, batch, "slim")])]
+                speedups["cpu_time_slim_vs_dense/%s/batch%d" % (fmt, batch)] = [
+                    d / s for d, s in zip(cpu_us[(fmt, batch, "dense")],
+                                          cpu_us[(fmt, batch, "slim")])]
             for name in ("dense", "slim"):
                 speedups["folded_vs_unfolded/%s/batch%d" % (name, batch)] = [
                     f / u for u, f in zip(rates[("savedmodel_unfolded", batch, name)],
@@ -436,6 +444,9 @@ def main(argv=None):
                 "images_per_sec": {"%s/batch%d/%s" % k: v for k, v in rates.items()},
                 "median_images_per_sec": {"%s/batch%d/%s" % k: median(v)
                                           for k, v in rates.items()},
+                "cpu_us_per_image": {"%s/batch%d/%s" % k: v for k, v in cpu_us.items()},
+                "median_cpu_us_per_image": {"%s/batch%d/%s" % k: median(v)
+                                            for k, v in cpu_us.items()},
                 "speedups_per_round": speedups, "speedup_medians": medians,
                 "mac_ratio_dense_vs_slim": mac_ratio,
                 "padded_mac_ratio_dense_vs_slim": padded_ratio,
@@ -563,6 +574,9 @@ def main(argv=None):
             lines.append("| %sb/%sa | %s: slim / dense, batch %d | %.2fx | %s | %s | %s |"
                          % (row, row, what, batch, sp_med[key], spread(sp[key], "%.2f"), target,
                             verdict_text))
+            key = "cpu_time_slim_vs_dense/%s/batch%d" % (fmt, batch)
+            lines.append("| | the same from CPU time per image (dense / slim) | %.2fx | %s | | |"
+                         % (sp_med[key], spread(sp[key], "%.2f")))
         for name in ("dense", "slim"):
             key = "folded_vs_unfolded/%s/batch%d" % (name, batch)
             lines.append("| 5/5u | BN folding speed-up, %s, batch %d | %.2fx | %s | | |"
