@@ -16,8 +16,6 @@ from cifar10_prune import graph, models
 from cifar10_prune.layers import EmptyConv2D
 from cifar10_prune.spec import DENSE_WIDTHS, ArchSpec
 
-CONVS = (keras.layers.Conv2D, EmptyConv2D)
-
 
 def spec_of(model):
     """The `ArchSpec` of a model built by `models.build_model` (unfolded), read off its graph:
@@ -81,7 +79,7 @@ def fold_batch_norms(model, spec=None):
                             sorted({l.name for l in folded.layers} - kept)))
     folded_bns = 0
     for target in folded.layers:
-        if not isinstance(target, CONVS):
+        if not isinstance(target, graph.CONVS):
             if target.weights:
                 raise ValueError("%s (%s) has weights the folding does not handle"
                                  % (target.name, type(target).__name__))
