@@ -14,7 +14,9 @@ setup(
     packages=["cifar10_prune", "cifar10_prune.flags"],
     package_dir={"cifar10_prune": "cifar10_prune", "cifar10_prune.flags": "flags"},
     install_requires=["tensorflow>=2.16", "tensorflow-datasets", "numpy", "absl-py"],
-    extras_require={"test": ["pytest"]},
+    # litert: LiteRT's interpreter for the exported model.tflite, used instead of the deprecated
+    # tf.lite.Interpreter when installed (optional; conversion needs only TensorFlow).
+    extras_require={"test": ["pytest"], "litert": ["ai-edge-litert"]},
     entry_points={"console_scripts": [
         "cifar10_train=cifar10_prune.train:run",
         "cifar10_eval=cifar10_prune.eval:run",

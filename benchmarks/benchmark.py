@@ -13,7 +13,11 @@ Measures, on the same training dataset (`data.train_dataset`, batch `--batch_siz
   4. keras_fit    plain `keras.Model.fit` of a fresh dense resnet20 compiled with SGD(0.1);
   5. inference    images/s of the exported `serving_default` signature (uint8 input) of the dense
                   and of a slim resnet20 (every prunable layer at `--slim_fraction` of its width),
-                  plus their parameter counts and conv multiply-adds.
+                  as export writes it (batch norms folded) and unfolded, at batch `--batch_size`
+                  and batch 1, plus their parameter counts and conv multiply-adds;
+  6. TFLite       the same for the float32 `model.tflite` that `export --tflite` writes.
+
+`--inference_only` skips rows 1-4 (a few minutes less).
 
 Each training measurement times `--steps` steps (perf_counter around one fit call, up to the end
 of training but not the teardown of the tf.data iterator the call made, which is reported on its
@@ -43,12 +47,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TARGET_ISTA_OVERHEAD = 0.03  # ours_sgd / ours_ista - 1 < 3%
 TARGET_OURS_VS_KERAS = 1.0  # ours_ista / keras_fit >= 1
 TARGET_PIPELINE_VS_OURS = 5.0  # pipeline / ours_ista >= 5
+# Issue 9: slim / dense images/s of the exported SavedModel at batch --batch_size at least 0.8 x
+# the ratio of their conv multiply-adds, and at batch 1 no worse than dense.
+TARGET_SLIM_VS_MACS = 0.8
+TARGET_SLIM_VS_DENSE_BATCH1 = 1.0
+INFER_FORMATS = ("savedmodel_folded", "savedmodel_unfolded", "tflite_float32")
 
 # Defaults of a full run, and what --quick shrinks them to (explicit flags always win).
 FULL = dict(steps=30, warmup_steps=5, rounds=5, pipeline_steps=200, infer_calls=20,
-            infer_rounds=5)
+            infer_calls_batch1=200, infer_rounds=5)
 QUICK = dict(steps=3, warmup_steps=1, rounds=2, pipeline_steps=10, infer_calls=2,
-             infer_rounds=2)
+             infer_calls_batch1=10, infer_rounds=2)
 
 
 def parse_args(argv=None):
@@ -69,6 +78,11 @@ def parse_args(argv=None):
                    % (FULL["pipeline_steps"], QUICK["pipeline_steps"]))
     p.add_argument("--infer_calls", type=int, help="inference calls per timed block "
                    "(default %d, --quick %d)" % (FULL["infer_calls"], QUICK["infer_calls"]))
+    p.add_argument("--infer_calls_batch1", type=int, help="inference calls per timed block "
+                   "at batch 1 (default %d, --quick %d)"
+                   % (FULL["infer_calls_batch1"], QUICK["infer_calls_batch1"]))
+    p.add_argument("--inference_only", action="store_true",
+                   help="skip the pipeline and training rows (1-4)")
     p.add_argument("--infer_rounds", type=int, help="alternating dense/slim inference rounds "
                    "(default %d, --quick %d)" % (FULL["infer_rounds"], QUICK["infer_rounds"]))
     p.add_argument("--l1_penalty", type=float, default=0.005,
@@ -86,7 +100,7 @@ def parse_args(argv=None):
         if getattr(args, name) is None:
             setattr(args, name, value)
     for name in ("batch_size", "steps", "warmup_steps", "rounds", "pipeline_steps",
-                 "infer_calls", "infer_rounds"):
+                 "infer_calls", "infer_calls_batch1", "infer_rounds"):
         if getattr(args, name) < 1:
             p.error("--%s must be >= 1" % name)
     if args.output is None:
@@ -131,6 +145,22 @@ def load_average():
         return None
 
 
+def padded_conv_macs(model, block=16):
+    """Conv multiply-adds per image with every conv's output channels rounded up to `block`.
+
+    oneDNN's CPU convolutions compute output channels in vector-wide blocks (16 float32 with
+    AVX-512), so a conv with 19 outputs costs about as much as one with 32: this is the work
+    the narrowed widths actually save on such a CPU (a diagnostic, not a target)."""
+    import keras  # only when measuring, like the rest of TensorFlow
+    total = 0
+    for layer in model.operations:
+        if isinstance(layer, keras.layers.Conv2D):
+            _, h, w, cout = layer.output.shape
+            kh, kw = layer.kernel_size
+            total += h * w * kh * kw * layer.input.shape[-1] * (-(-cout // block) * block)
+    return int(total)
+
+
 def main(argv=None):
     args = parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # log noise only; no effect on speed
@@ -139,7 +169,7 @@ def main(argv=None):
     import keras
     import tensorflow as tf
 
-    from cifar10_prune import costs, data, export, ista, models, training
+    from cifar10_prune import costs, data, export, ista, models, tflite, training
     from cifar10_prune.spec import ArchSpec
 
     bs, steps, warmup = args.batch_size, args.steps, args.warmup_steps
@@ -149,307 +179,442 @@ def main(argv=None):
     progress("cifar10_prune benchmark: batch %d, %d timed steps x %d rounds, warm-up %d%s"
              % (bs, steps, args.rounds, warmup, " (--quick)" if args.quick else ""))
 
-    ds = data.train_dataset(args.data_dir, bs)  # one dataset object shared by all measurements
     tmp = tempfile.TemporaryDirectory(prefix="cifar10_prune_bench-")
 
-    # ---- 1. input pipeline alone ------------------------------------------------------------
-    def measure_pipeline():
-        it = iter(ds)
-        for _ in range(warmup):  # the first batch also fills the 20,000-record shuffle buffer
-            next(it)
-        t0 = time.perf_counter()
-        for _ in range(args.pipeline_steps):
-            next(it)
-        dt = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        del it  # stop its prefetching before the next measurement
-        teardown = time.perf_counter() - t1
-        rate = args.pipeline_steps * bs / dt
-        return {"images_per_sec": rate, "seconds": dt, "in_loop_images_per_sec": rate,
-                "iterator_teardown_seconds": teardown, "end_to_end_images_per_sec": rate}
+    def measure_training():
+        """Rows 1-4: input pipeline, our Trainer (ISTA and SGD), plain keras fit."""
+        ds = data.train_dataset(args.data_dir, bs)  # one dataset object shared by all measurements
 
-    # ---- 2./3. our Trainer ------------------------------------------------------------------
-    # Every fit call (ours and keras') makes a new iterator of `ds`. On this machine, deleting
-    # such an iterator often blocks for seconds: the fit call then ends at ~10.2 s or ~20.5 s
-    # after the iterator was made, i.e. 10 ms * (2**n - 1), consistent with waiting for the
-    # tf.data autotune thread, whose optimization period doubles from 10 ms (the stall is gone
-    # with `options.autotune.enabled = False`). It is a per-fit-call cost unrelated to the
-    # training step (train.py calls fit once per stage) and it would quantize ~10 s timings, so
-    # the timed window ends before the teardown, which is measured and reported on its own.
-    rate_pattern = re.compile(r"\(([0-9.]+) examples/sec")
-
-    class KeepIterators:
-        """Stands in for `ds` in `Trainer.fit` (which only calls `iter` on it) and keeps the
-        iterators it hands out alive until `release()`, so that their teardown is not timed."""
-
-        def __init__(self):
-            self.held = []
-
-        def __iter__(self):
+        # ---- 1. input pipeline alone ------------------------------------------------------------
+        def measure_pipeline():
             it = iter(ds)
-            self.held.append(it)
-            return it
-
-        def release(self):
+            for _ in range(warmup):  # the first batch also fills the 20,000-record shuffle buffer
+                next(it)
             t0 = time.perf_counter()
-            self.held.clear()
-            return time.perf_counter() - t0
-
-    class Ours:
-        def __init__(self, name, l1_penalty):
-            self.name = name
-            self.logged = []
-            self.source = KeepIterators()
-            model = models.build_model(ArchSpec.dense("resnet20"))
-            optimizer = ista.ISTA(training.learning_rate_schedule(0.1, bs),
-                                  l1_penalty=l1_penalty, penalties=ista.penalties(model))
-            train_dir = os.path.join(tmp.name, name)
-            os.makedirs(train_dir)
-            self.trainer = training.Trainer(model, optimizer, train_dir,
-                                            save_checkpoint_secs=10 ** 9, log=self.logged.append)
-
-        def fit(self, num_steps):
-            self.logged.clear()
-            start = self.trainer.step
-            c0, t0 = time.process_time(), time.perf_counter()
-            self.trainer.fit(self.source, start + num_steps, log_frequency, bs)
-            dt, cpu = time.perf_counter() - t0, time.process_time() - c0
-            teardown = self.source.release()
-            assert self.trainer.step == start + num_steps, (self.trainer.step, start, num_steps)
-            # Trainer's own logged rate: the compiled multi-step call only (no iterator creation,
-            # sparsity metrics, summaries or the checkpoint saved at the end of fit).
-            match = rate_pattern.search(self.logged[0]) if self.logged else None
-            return {"images_per_sec": num_steps * bs / dt, "seconds": dt,
-                    "in_loop_images_per_sec": float(match.group(1)) if match else None,
-                    "iterator_teardown_seconds": teardown,
-                    "end_to_end_images_per_sec": num_steps * bs / (dt + teardown),
-                    "cpu_ms_per_image": 1000.0 * cpu / (num_steps * bs)}
-
-    # ---- 4. plain keras.Model.fit -------------------------------------------------------------
-    class Timer(keras.callbacks.Callback):
-        def on_train_begin(self, logs=None):
-            self.first_begin = self.last_end = self.train_end = None
-
-        def on_train_batch_begin(self, batch, logs=None):
-            if self.first_begin is None:
-                self.first_begin = time.perf_counter()
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.last_end = time.perf_counter()
-
-        def on_train_end(self, logs=None):
-            # keras frees its epoch iterator (and so the tf.data iterator) after this.
-            self.train_end = time.perf_counter()
-            self.train_end_cpu = time.process_time()
-
-    class KerasFit:
-        name = "keras_fit"
-
-        def __init__(self):
-            self.model = models.build_model(ArchSpec.dense("resnet20"))
-            self.model.compile(
-                optimizer=keras.optimizers.SGD(0.1),
-                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-            self.timer = Timer()
-
-        def fit(self, num_steps):
-            c0, t0 = time.process_time(), time.perf_counter()
-            self.model.fit(ds, epochs=1, steps_per_epoch=num_steps, verbose=0,
-                           shuffle=False, callbacks=[self.timer])  # ds is already shuffled
-            total = time.perf_counter() - t0
-            dt = self.timer.train_end - t0
-            loop = self.timer.last_end - self.timer.first_begin
-            return {"images_per_sec": num_steps * bs / dt, "seconds": dt,
-                    "in_loop_images_per_sec": num_steps * bs / loop,
-                    "iterator_teardown_seconds": total - dt,
-                    "end_to_end_images_per_sec": num_steps * bs / total,
-                    "cpu_ms_per_image": 1000.0 * (self.timer.train_end_cpu - c0) / (num_steps * bs)}
-
-    progress("building and warming up (tracing) the three training setups")
-    runners = [Ours("ours_ista", args.l1_penalty), Ours("ours_sgd", 0.0), KerasFit()]
-    warmup_seconds = {}
-    for runner in runners:
-        t0 = time.perf_counter()
-        runner.fit(warmup)
-        warmup_seconds[runner.name] = time.perf_counter() - t0
-        progress("  %s warm-up fit (%d steps, includes tracing): %.1f s"
-                 % (runner.name, warmup, warmup_seconds[runner.name]))
-    jit = runners[2].model.jit_compile
-
-    measurements = {"pipeline": [], "ours_ista": [], "ours_sgd": [], "keras_fit": []}
-    jobs = [("pipeline", measure_pipeline)] + [(r.name, (lambda r=r: r.fit(steps)))
-                                                for r in runners]
-    for rnd in range(args.rounds):
-        for name, job in rotate(jobs, rnd):
-            result = job()
-            result["round"] = rnd
-            measurements[name].append(result)
-            extra = ""
-            if result.get("in_loop_images_per_sec"):
-                extra = " (in-loop %.1f)" % result["in_loop_images_per_sec"]
-            progress("round %d  %-10s %9.1f images/s%s" % (rnd + 1, name,
-                                                             result["images_per_sec"], extra))
-
-    def rates(name, key="images_per_sec"):
-        return [m[key] for m in measurements[name]]
-
-    def per_round(fn, key="images_per_sec"):
-        return [fn(*(measurements[n][r][key] for n in ("pipeline", "ours_ista", "ours_sgd",
-                                                        "keras_fit")))
-                for r in range(args.rounds)]
-
-    ratios = {
-        # time(ISTA step) / time(SGD step) - 1
-        "ista_overhead": per_round(lambda p, i, s, k: s / i - 1.0),
-        "ours_ista_vs_keras_fit": per_round(lambda p, i, s, k: i / k),
-        "ours_sgd_vs_keras_fit": per_round(lambda p, i, s, k: s / k),
-        "pipeline_vs_ours_ista": per_round(lambda p, i, s, k: p / i),
-        "in_loop_ista_overhead": per_round(lambda p, i, s, k: s / i - 1.0,
-                                           "in_loop_images_per_sec"),
-        "in_loop_ours_ista_vs_keras_fit": per_round(lambda p, i, s, k: i / k,
-                                                    "in_loop_images_per_sec"),
-        "end_to_end_ista_overhead": per_round(lambda p, i, s, k: s / i - 1.0,
-                                              "end_to_end_images_per_sec"),
-        "end_to_end_ours_ista_vs_keras_fit": per_round(lambda p, i, s, k: i / k,
-                                                       "end_to_end_images_per_sec"),
-    }
-    ratio_medians = {k: median(v) for k, v in ratios.items()}
-
-    # ---- 5. inference of exported dense and slim models --------------------------------------
-    dense_spec = ArchSpec.dense("resnet20")
-    slim_spec = ArchSpec("resnet20", {u: max(1, int(round(args.slim_fraction * w)))
-                                      for u, w in dense_spec.widths.items()})
-    progress("exporting dense and slim (%s) resnet20"
-             % ", ".join("%s %d" % kv for kv in slim_spec.widths.items()))
-    infer = {}
-    for name, spec in (("dense", dense_spec), ("slim", slim_spec)):
-        model = models.build_model(spec)
-        path = export.export_saved_model(model, os.path.join(tmp.name, "export_" + name))
-        loaded = tf.saved_model.load(path)
-        infer[name] = {"loaded": loaded, "fn": loaded.signatures["serving_default"],
-                       "params": costs.param_count(model), "conv_macs": costs.conv_flops(model),
-                       "widths": spec.widths, "images_per_sec": []}
-    # Real test images, uint8 as the signature takes them.
-    raw, _ = data.raw_dataset(args.data_dir, "test")
-    images, _ = next(iter(raw.batch(bs, drop_remainder=True).take(1)))
-    images = tf.constant(images.numpy(), dtype=tf.uint8)
-    assert images.shape == (bs, 32, 32, 3), images.shape
-
-    def call(fn):
-        return fn(images=images)["logits"].numpy()
-
-    for name in ("dense", "slim"):
-        for _ in range(warmup):
-            out = call(infer[name]["fn"])
-        assert out.shape == (bs, models.NUM_CLASSES) and np.all(np.isfinite(out))
-    for rnd in range(args.infer_rounds):
-        for name in ("dense", "slim") if rnd % 2 == 0 else ("slim", "dense"):
-            fn = infer[name]["fn"]
-            t0 = time.perf_counter()
-            for _ in range(args.infer_calls):
-                call(fn)
+            for _ in range(args.pipeline_steps):
+                next(it)
             dt = time.perf_counter() - t0
-            infer[name]["images_per_sec"].append(args.infer_calls * bs / dt)
-        progress("inference round %d: dense %.1f, slim %.1f images/s"
-                 % (rnd + 1, infer["dense"]["images_per_sec"][-1],
-                    infer["slim"]["images_per_sec"][-1]))
-    speedups = [s / d for d, s in zip(infer["dense"]["images_per_sec"],
-                                      infer["slim"]["images_per_sec"])]
+            t1 = time.perf_counter()
+            del it  # stop its prefetching before the next measurement
+            teardown = time.perf_counter() - t1
+            rate = args.pipeline_steps * bs / dt
+            return {"images_per_sec": rate, "seconds": dt, "in_loop_images_per_sec": rate,
+                    "iterator_teardown_seconds": teardown, "end_to_end_images_per_sec": rate}
+
+        # ---- 2./3. our Trainer ------------------------------------------------------------------
+        # Every fit call (ours and keras') makes a new iterator of `ds`. On this machine, deleting
+        # such an iterator often blocks for seconds: the fit call then ends at ~10.2 s or ~20.5 s
+        # after the iterator was made, i.e. 10 ms * (2**n - 1), consistent with waiting for the
+        # tf.data autotune thread, whose optimization period doubles from 10 ms (the stall is gone
+        # with `options.autotune.enabled = False`). It is a per-fit-call cost unrelated to the
+        # training step (train.py calls fit once per stage) and it would quantize ~10 s timings, so
+        # the timed window ends before the teardown, which is measured and reported on its own.
+        rate_pattern = re.compile(r"\(([0-9.]+) examples/sec")
+
+        class KeepIterators:
+            """Stands in for `ds` in `Trainer.fit` (which only calls `iter` on it) and keeps the
+            iterators it hands out alive until `release()`, so that their teardown is not timed."""
+
+            def __init__(self):
+                self.held = []
+
+            def __iter__(self):
+                it = iter(ds)
+                self.held.append(it)
+                return it
+
+            def release(self):
+                t0 = time.perf_counter()
+                self.held.clear()
+                return time.perf_counter() - t0
+
+        class Ours:
+            def __init__(self, name, l1_penalty):
+                self.name = name
+                self.logged = []
+                self.source = KeepIterators()
+                model = models.build_model(ArchSpec.dense("resnet20"))
+                optimizer = ista.ISTA(training.learning_rate_schedule(0.1, bs),
+                                      l1_penalty=l1_penalty, penalties=ista.penalties(model))
+                train_dir = os.path.join(tmp.name, name)
+                os.makedirs(train_dir)
+                self.trainer = training.Trainer(model, optimizer, train_dir,
+                                                save_checkpoint_secs=10 ** 9, log=self.logged.append)
+
+            def fit(self, num_steps):
+                self.logged.clear()
+                start = self.trainer.step
+                c0, t0 = time.process_time(), time.perf_counter()
+                self.trainer.fit(self.source, start + num_steps, log_frequency, bs)
+                dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+                teardown = self.source.release()
+                assert self.trainer.step == start + num_steps, (self.trainer.step, start, num_steps)
+                # Trainer's own logged rate: the compiled multi-step call only (no iterator creation,
+                # sparsity metrics, summaries or the checkpoint saved at the end of fit).
+                match = rate_pattern.search(self.logged[0]) if self.logged else None
+                return {"images_per_sec": num_steps * bs / dt, "seconds": dt,
+                        "in_loop_images_per_sec": float(match.group(1)) if match else None,
+                        "iterator_teardown_seconds": teardown,
+                        "end_to_end_images_per_sec": num_steps * bs / (dt + teardown),
+                        "cpu_ms_per_image": 1000.0 * cpu / (num_steps * bs)}
+
+        # ---- 4. plain keras.Model.fit -------------------------------------------------------------
+        class Timer(keras.callbacks.Callback):
+            def on_train_begin(self, logs=None):
+                self.first_begin = self.last_end = self.train_end = None
+
+            def on_train_batch_begin(self, batch, logs=None):
+                if self.first_begin is None:
+                    self.first_begin = time.perf_counter()
+
+            def on_train_batch_end(self, batch, logs=None):
+                self.last_end = time.perf_counter()
+
+            def on_train_end(self, logs=None):
+                # keras frees its epoch iterator (and so the tf.data iterator) after this.
+                self.train_end = time.perf_counter()
+                self.train_end_cpu = time.process_time()
+
+        class KerasFit:
+            name = "keras_fit"
+
+            def __init__(self):
+                self.model = models.build_model(ArchSpec.dense("resnet20"))
+                self.model.compile(
+                    optimizer=keras.optimizers.SGD(0.1),
+                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+                self.timer = Timer()
+
+            def fit(self, num_steps):
+                c0, t0 = time.process_time(), time.perf_counter()
+                self.model.fit(ds, epochs=1, steps_per_epoch=num_steps, verbose=0,
+                               shuffle=False, callbacks=[self.timer])  # ds is already shuffled
+                total = time.perf_counter() - t0
+                dt = self.timer.train_end - t0
+                loop = self.timer.last_end - self.timer.first_begin
+                return {"images_per_sec": num_steps * bs / dt, "seconds": dt,
+                        "in_loop_images_per_sec": num_steps * bs / loop,
+                        "iterator_teardown_seconds": total - dt,
+                        "end_to_end_images_per_sec": num_steps * bs / total,
+                        "cpu_ms_per_image": 1000.0 * (self.timer.train_end_cpu - c0) / (num_steps * bs)}
+
+        progress("building and warming up (tracing) the three training setups")
+        runners = [Ours("ours_ista", args.l1_penalty), Ours("ours_sgd", 0.0), KerasFit()]
+        warmup_seconds = {}
+        for runner in runners:
+            t0 = time.perf_counter()
+            runner.fit(warmup)
+            warmup_seconds[runner.name] = time.perf_counter() - t0
+            progress("  %s warm-up fit (%d steps, includes tracing): %.1f s"
+                     % (runner.name, warmup, warmup_seconds[runner.name]))
+        jit = runners[2].model.jit_compile
+
+        measurements = {"pipeline": [], "ours_ista": [], "ours_sgd": [], "keras_fit": []}
+        jobs = [("pipeline", measure_pipeline)] + [(r.name, (lambda r=r: r.fit(steps)))
+                                                    for r in runners]
+        for rnd in range(args.rounds):
+            for name, job in rotate(jobs, rnd):
+                result = job()
+                result["round"] = rnd
+                measurements[name].append(result)
+                extra = ""
+                if result.get("in_loop_images_per_sec"):
+                    extra = " (in-loop %.1f)" % result["in_loop_images_per_sec"]
+                progress("round %d  %-10s %9.1f images/s%s" % (rnd + 1, name,
+                                                                 result["images_per_sec"], extra))
+
+        def rates(name, key="images_per_sec"):
+            return [m[key] for m in measurements[name]]
+
+        def per_round(fn, key="images_per_sec"):
+            return [fn(*(measurements[n][r][key] for n in ("pipeline", "ours_ista", "ours_sgd",
+                                                            "keras_fit")))
+                    for r in range(args.rounds)]
+
+        ratios = {
+            # time(ISTA step) / time(SGD step) - 1
+            "ista_overhead": per_round(lambda p, i, s, k: s / i - 1.0),
+            "ours_ista_vs_keras_fit": per_round(lambda p, i, s, k: i / k),
+            "ours_sgd_vs_keras_fit": per_round(lambda p, i, s, k: s / k),
+            "pipeline_vs_ours_ista": per_round(lambda p, i, s, k: p / i),
+            "in_loop_ista_overhead": per_round(lambda p, i, s, k: s / i - 1.0,
+                                               "in_loop_images_per_sec"),
+            "in_loop_ours_ista_vs_keras_fit": per_round(lambda p, i, s, k: i / k,
+                                                        "in_loop_images_per_sec"),
+            "end_to_end_ista_overhead": per_round(lambda p, i, s, k: s / i - 1.0,
+                                                  "end_to_end_images_per_sec"),
+            "end_to_end_ours_ista_vs_keras_fit": per_round(lambda p, i, s, k: i / k,
+                                                           "end_to_end_images_per_sec"),
+        }
+        ratio_medians = {k: median(v) for k, v in ratios.items()}
+        return {"measurements": measurements, "ratios": ratios,
+                "ratio_medians": ratio_medians, "warmup_seconds": warmup_seconds,
+                "jit": jit}
+
+    # ---- 5./6. inference of exported dense and slim models ---------------------------------
+    def measure_inference():
+        """Rows 5-6: the dense and the slim resnet20 exported as the folded SavedModel (what
+        export writes), the unfolded SavedModel (batch norms kept) and float32 TFLite, each at
+        batch `bs` and batch 1, dense and slim alternating block by block."""
+        dense_spec = ArchSpec.dense("resnet20")
+        slim_spec = ArchSpec("resnet20", {u: max(1, int(round(args.slim_fraction * w)))
+                                          for u, w in dense_spec.widths.items()})
+        progress("exporting dense and slim (%s) resnet20: folded SavedModel + TFLite, unfolded "
+                 "SavedModel" % ", ".join("%s %d" % kv for kv in slim_spec.widths.items()))
+        models_info, runners, keep = {}, {}, []
+        for name, spec in (("dense", dense_spec), ("slim", slim_spec)):
+            model = models.build_model(spec)
+            models_info[name] = {"params": costs.param_count(model),
+                                 "conv_macs": costs.conv_flops(model),
+                                 "conv_macs_out_padded_16": padded_conv_macs(model),
+                                 "widths": spec.widths}
+            for fmt, fold in (("savedmodel_folded", True), ("savedmodel_unfolded", False)):
+                path = export.export_saved_model(
+                    model, os.path.join(tmp.name, "%s_%s" % (name, fmt)),
+                    fold_batch_norms=fold, tflite_file=fold)
+                loaded = tf.saved_model.load(path)
+                keep.append(loaded)  # the signature needs its object alive
+                fn = loaded.signatures["serving_default"]
+                runners[(fmt, name)] = (lambda x, fn=fn: fn(images=x)["logits"].numpy(),
+                                        tf.constant)
+                if fold:
+                    run = tflite.runner(os.path.join(path, tflite.MODEL_FILE))
+                    runners[("tflite_float32", name)] = (lambda x, run=run: run(x)["logits"],
+                                                         np.asarray)
+        # Real test images, uint8 as the signature takes them.
+        raw, _ = data.raw_dataset(args.data_dir, "test")
+        images, _ = next(iter(raw.batch(bs, drop_remainder=True).take(1)))
+        images = images.numpy().astype(np.uint8)
+        assert images.shape == (bs, 32, 32, 3), images.shape
+
+        rates = {}  # (format, batch, model) -> images/s per round
+        cpu_us = {}  # (format, batch, model) -> CPU microseconds per image, per round
+        batches = ((bs, args.infer_calls), (1, args.infer_calls_batch1))
+        for batch, calls in batches:
+            inputs = {fmt: convert(images[:batch]) for (fmt, _), (_, convert) in runners.items()}
+            for (fmt, name), (fn, _) in runners.items():
+                for _ in range(warmup):
+                    out = fn(inputs[fmt])
+                assert out.shape == (batch, models.NUM_CLASSES) and np.all(np.isfinite(out))
+            for rnd in range(args.infer_rounds):
+                for fmt in INFER_FORMATS:
+                    for name in ("dense", "slim") if rnd % 2 == 0 else ("slim", "dense"):
+                        fn = runners[(fmt, name)][0]
+                        x = inputs[fmt]
+                        c0, t0 = time.process_time(), time.perf_counter()
+                        for _ in range(calls):
+                            fn(x)
+                        dt = time.perf_counter() - t0
+                        rates.setdefault((fmt, batch, name), []).append(calls * batch / dt)
+                        # Process CPU time (all threads) per image: less sensitive than wall
+                        # time to other processes taking the cores.
+                        cpu_us.setdefault((fmt, batch, name), []).append(
+                            1e6 * (time.process_time() - c0) / (calls * batch))
+                progress("inference batch %d round %d: %s" % (batch, rnd + 1, ", ".join(
+                    "%s dense %.0f slim %.0f" % (fmt, rates[(fmt, batch, "dense")][-1],
+                                                 rates[(fmt, batch, "slim")][-1])
+                    for fmt in INFER_FORMATS)))
+        speedups = {}  # slim / dense, and folded / unfolded, per round
+        for batch, _ in batches:
+            for fmt in INFER_FORMATS:
+                speedups["slim_vs_dense/%s/batch%d" % (fmt, batch)] = [
+                    s / d for d, s in zip(rates[(fmt, batch, "dense")],
+                                          rates[(fmt, batch, "slim")])]
+                speedups["cpu_time_slim_vs_dense/%s/batch%d" % (fmt, batch)] = [
+                    d / s for d, s in zip(cpu_us[(fmt, batch, "dense")],
+                                          cpu_us[(fmt, batch, "slim")])]
+            for name in ("dense", "slim"):
+                speedups["folded_vs_unfolded/%s/batch%d" % (name, batch)] = [
+                    f / u for u, f in zip(rates[("savedmodel_unfolded", batch, name)],
+                                          rates[("savedmodel_folded", batch, name)])]
+        mac_ratio = models_info["dense"]["conv_macs"] / models_info["slim"]["conv_macs"]
+        padded_ratio = (models_info["dense"]["conv_macs_out_padded_16"]
+                        / models_info["slim"]["conv_macs_out_padded_16"])
+        need = TARGET_SLIM_VS_MACS * mac_ratio
+        medians = {k: median(v) for k, v in speedups.items()}
+        checks = {
+            "slim_vs_dense_savedmodel_batch%d" % bs:
+                medians["slim_vs_dense/savedmodel_folded/batch%d" % bs] >= need,
+            "slim_vs_dense_savedmodel_batch1":
+                medians["slim_vs_dense/savedmodel_folded/batch1"] >= TARGET_SLIM_VS_DENSE_BATCH1,
+        }
+        del keep
+        return {"models": models_info, "batches": [b for b, _ in batches],
+                "calls": {str(b): c for b, c in batches},
+                "images_per_sec": {"%s/batch%d/%s" % k: v for k, v in rates.items()},
+                "median_images_per_sec": {"%s/batch%d/%s" % k: median(v)
+                                          for k, v in rates.items()},
+                "cpu_us_per_image": {"%s/batch%d/%s" % k: v for k, v in cpu_us.items()},
+                "median_cpu_us_per_image": {"%s/batch%d/%s" % k: median(v)
+                                            for k, v in cpu_us.items()},
+                "speedups_per_round": speedups, "speedup_medians": medians,
+                "mac_ratio_dense_vs_slim": mac_ratio,
+                "padded_mac_ratio_dense_vs_slim": padded_ratio,
+                "target_slim_vs_dense_batch_bs": need,
+                "checks": checks, "tflite_interpreter": tflite._interpreter_class().__module__}
+
+    # ---- run ---------------------------------------------------------------------------------
+    train = None if args.inference_only else measure_training()
+    infer = measure_inference()
 
     # ---- report ------------------------------------------------------------------------------
-    med = {name: median(rates(name)) for name in measurements}
-    training_runs = ("ours_ista", "ours_sgd", "keras_fit")
-    med_loop = {name: median([x for x in rates(name, "in_loop_images_per_sec") if x])
-                for name in training_runs}
-    med_e2e = {name: median(rates(name, "end_to_end_images_per_sec")) for name in training_runs}
-    teardown = {name: rates(name, "iterator_teardown_seconds") for name in measurements}
-    cpu_ms = {name: median(rates(name, "cpu_ms_per_image")) for name in training_runs}
-    dense, slim = infer["dense"], infer["slim"]
-    checks = {
-        "ista_overhead": ratio_medians["ista_overhead"] < TARGET_ISTA_OVERHEAD,
-        "ours_ista_vs_keras_fit": ratio_medians["ours_ista_vs_keras_fit"] >= TARGET_OURS_VS_KERAS,
-        "pipeline_vs_ours_ista": ratio_medians["pipeline_vs_ours_ista"] >= TARGET_PIPELINE_VS_OURS,
-    }
-
     def spread(values, fmt="%.0f"):
         return (fmt + " to " + fmt) % (min(values), max(values))
 
-    def verdict(key):
-        return "met" if checks[key] else "**missed**"
+    checks = dict(infer["checks"])
+    lines = ["| # | Measurement | images/s or ratio (median) | range over rounds | target | "
+             "result |", "|---|---|---:|---:|---|---|"]
+    diag = []
+    result = {}
+    if train:
+        measurements, ratios, ratio_medians = (train["measurements"], train["ratios"],
+                                               train["ratio_medians"])
 
-    n = args.rounds
-    lines = [
-        "| # | Measurement | images/s (median) | range over rounds | target | result |",
-        "|---|---|---:|---:|---|---|",
-        "| 1 | Input pipeline alone (`data.train_dataset`) | %.0f | %s | | |"
-        % (med["pipeline"], spread(rates("pipeline"))),
-        "| 2 | Ours: `Trainer.fit`, ISTA l1=%g (+EMA, weight decay) | %.1f | %s | | |"
-        % (args.l1_penalty, med["ours_ista"], spread(rates("ours_ista"), "%.1f")),
-        "| 3 | Ours: `Trainer.fit`, l1=0 (SGD in our step) | %.1f | %s | | |"
-        % (med["ours_sgd"], spread(rates("ours_sgd"), "%.1f")),
-        "| 4 | Plain `keras.Model.fit`, SGD(0.1) | %.1f | %s | | |"
-        % (med["keras_fit"], spread(rates("keras_fit"), "%.1f")),
-        "| 3/2 | ISTA overhead (time ISTA / time SGD - 1) | %+.1f%% | %s | < 3%% | %s |"
-        % (100 * ratio_medians["ista_overhead"],
-           spread([100 * x for x in ratios["ista_overhead"]], "%+.1f%%"),
-           verdict("ista_overhead")),
-        "| 2/4 | Ours (ISTA) / plain fit | %.3f | %s | >= 1.0 | %s |"
-        % (ratio_medians["ours_ista_vs_keras_fit"],
-           spread(ratios["ours_ista_vs_keras_fit"], "%.3f"), verdict("ours_ista_vs_keras_fit")),
-        "| 3/4 | Ours (SGD) / plain fit | %.3f | %s | | |"
-        % (ratio_medians["ours_sgd_vs_keras_fit"],
-           spread(ratios["ours_sgd_vs_keras_fit"], "%.3f")),
-        "| 1/2 | Pipeline / ours (ISTA) | %.0f | %s | >= 5 | %s |"
-        % (ratio_medians["pipeline_vs_ours_ista"],
-           spread(ratios["pipeline_vs_ours_ista"], "%.0f"), verdict("pipeline_vs_ours_ista")),
-        "| 5a | Inference, dense resnet20 (SavedModel, uint8) | %.0f | %s | | |"
-        % (median(dense["images_per_sec"]), spread(dense["images_per_sec"])),
-        "| 5b | Inference, slim resnet20 (%g of each prunable width) | %.0f | %s | | |"
-        % (args.slim_fraction, median(slim["images_per_sec"]), spread(slim["images_per_sec"])),
-        "| 5b/5a | Inference speed-up slim / dense | %.2fx | %s | | |"
-        % (median(speedups), spread(speedups, "%.2f")),
-        "| | Params dense / slim | %d / %d (%.1f%%) | | | |"
+        def rates(name, key="images_per_sec"):
+            return [m[key] for m in measurements[name]]
+
+        med = {name: median(rates(name)) for name in measurements}
+        training_runs = ("ours_ista", "ours_sgd", "keras_fit")
+        med_loop = {name: median([x for x in rates(name, "in_loop_images_per_sec") if x])
+                    for name in training_runs}
+        med_e2e = {name: median(rates(name, "end_to_end_images_per_sec"))
+                   for name in training_runs}
+        teardown = {name: rates(name, "iterator_teardown_seconds") for name in measurements}
+        cpu_ms = {name: median(rates(name, "cpu_ms_per_image")) for name in training_runs}
+        checks.update({
+            "ista_overhead": ratio_medians["ista_overhead"] < TARGET_ISTA_OVERHEAD,
+            "ours_ista_vs_keras_fit":
+                ratio_medians["ours_ista_vs_keras_fit"] >= TARGET_OURS_VS_KERAS,
+            "pipeline_vs_ours_ista":
+                ratio_medians["pipeline_vs_ours_ista"] >= TARGET_PIPELINE_VS_OURS,
+        })
+
+        def verdict(key):
+            return "met" if checks[key] else "**missed**"
+
+        lines += [
+            "| 1 | Input pipeline alone (`data.train_dataset`) | %.0f | %s | | |"
+            % (med["pipeline"], spread(rates("pipeline"))),
+            "| 2 | Ours: `Trainer.fit`, ISTA l1=%g (+EMA, weight decay) | %.1f | %s | | |"
+            % (args.l1_penalty, med["ours_ista"], spread(rates("ours_ista"), "%.1f")),
+            "| 3 | Ours: `Trainer.fit`, l1=0 (SGD in our step) | %.1f | %s | | |"
+            % (med["ours_sgd"], spread(rates("ours_sgd"), "%.1f")),
+            "| 4 | Plain `keras.Model.fit`, SGD(0.1) | %.1f | %s | | |"
+            % (med["keras_fit"], spread(rates("keras_fit"), "%.1f")),
+            "| 3/2 | ISTA overhead (time ISTA / time SGD - 1) | %+.1f%% | %s | < 3%% | %s |"
+            % (100 * ratio_medians["ista_overhead"],
+               spread([100 * x for x in ratios["ista_overhead"]], "%+.1f%%"),
+               verdict("ista_overhead")),
+            "| 2/4 | Ours (ISTA) / plain fit | %.3f | %s | >= 1.0 | %s |"
+            % (ratio_medians["ours_ista_vs_keras_fit"],
+               spread(ratios["ours_ista_vs_keras_fit"], "%.3f"),
+               verdict("ours_ista_vs_keras_fit")),
+            "| 3/4 | Ours (SGD) / plain fit | %.3f | %s | | |"
+            % (ratio_medians["ours_sgd_vs_keras_fit"],
+               spread(ratios["ours_sgd_vs_keras_fit"], "%.3f")),
+            "| 1/2 | Pipeline / ours (ISTA) | %.0f | %s | >= 5 | %s |"
+            % (ratio_medians["pipeline_vs_ours_ista"],
+               spread(ratios["pipeline_vs_ours_ista"], "%.0f"), verdict("pipeline_vs_ours_ista")),
+        ]
+        diag += [
+            "Rows 2-4 time each fit call up to the end of training, without the teardown of the "
+            "tf.data iterator the call made (see README).",
+            "- In-loop rates (only the compiled training loop: no per-fit setup, no end-of-fit "
+            "checkpoint): ours ISTA %.1f, ours SGD %.1f, plain fit %.1f images/s; ISTA overhead "
+            "%+.1f%%, ours (ISTA) / plain fit %.3f."
+            % (med_loop["ours_ista"], med_loop["ours_sgd"], med_loop["keras_fit"],
+               100 * ratio_medians["in_loop_ista_overhead"],
+               ratio_medians["in_loop_ours_ista_vs_keras_fit"]),
+            "- End-to-end rates (whole fit call, iterator teardown included): ours ISTA %.1f, "
+            "ours SGD %.1f, plain fit %.1f images/s; ISTA overhead %+.1f%%, ours (ISTA) / plain "
+            "fit %.3f."
+            % (med_e2e["ours_ista"], med_e2e["ours_sgd"], med_e2e["keras_fit"],
+               100 * ratio_medians["end_to_end_ista_overhead"],
+               ratio_medians["end_to_end_ours_ista_vs_keras_fit"]),
+            "- Process CPU time (all threads) per training image, median: ours ISTA %.2f ms, "
+            "ours SGD %.2f ms, plain fit %.2f ms (less sensitive than wall time to other "
+            "processes taking the CPUs)." % tuple(cpu_ms[name] for name in training_runs),
+            "- Iterator teardown per fit call, seconds (each round): ours ISTA %s; ours SGD %s; "
+            "plain fit %s."
+            % tuple(" ".join("%.1f" % x for x in teardown[name]) for name in training_runs),
+        ]
+        result.update({
+            "warmup_seconds": train["warmup_seconds"],
+            "measurements": measurements,
+            "median_images_per_sec": med,
+            "median_in_loop_images_per_sec": med_loop,
+            "median_end_to_end_images_per_sec": med_e2e,
+            "median_cpu_ms_per_image": cpu_ms,
+            "iterator_teardown_seconds": teardown,
+            "ratios_per_round": ratios,
+            "ratio_medians": ratio_medians,
+        })
+
+    # Inference rows: 5 = SavedModel as export writes it (folded), 5u = unfolded, 6 = TFLite.
+    labels = {"savedmodel_folded": ("5", "SavedModel, BN folded (export's default)"),
+              "savedmodel_unfolded": ("5u", "SavedModel, BN kept (`--nofold_batch_norms`)"),
+              "tflite_float32": ("6", "TFLite float32 (`--tflite`)")}
+    rate_rounds, sp = infer["images_per_sec"], infer["speedups_per_round"]
+    sp_med = infer["speedup_medians"]
+    for batch in infer["batches"]:
+        for fmt in INFER_FORMATS:
+            row, what = labels[fmt]
+            for name in ("dense", "slim"):
+                values = rate_rounds["%s/batch%d/%s" % (fmt, batch, name)]
+                lines.append("| %s%s | %s, %s, batch %d | %.0f | %s | | |"
+                             % (row, "a" if name == "dense" else "b", what, name, batch,
+                                median(values), spread(values)))
+            key = "slim_vs_dense/%s/batch%d" % (fmt, batch)
+            target, verdict_text = "", ""
+            if fmt == "savedmodel_folded":
+                check = "slim_vs_dense_savedmodel_batch%d" % batch
+                target = (">= %.2fx (0.8 x MACs)" % infer["target_slim_vs_dense_batch_bs"]
+                          if batch == bs else ">= 1.0x")
+                verdict_text = "met" if checks[check] else "**missed**"
+            lines.append("| %sb/%sa | %s: slim / dense, batch %d | %.2fx | %s | %s | %s |"
+                         % (row, row, what, batch, sp_med[key], spread(sp[key], "%.2f"), target,
+                            verdict_text))
+            key = "cpu_time_slim_vs_dense/%s/batch%d" % (fmt, batch)
+            lines.append("| | the same from CPU time per image (dense / slim) | %.2fx | %s | | |"
+                         % (sp_med[key], spread(sp[key], "%.2f")))
+        for name in ("dense", "slim"):
+            key = "folded_vs_unfolded/%s/batch%d" % (name, batch)
+            lines.append("| 5/5u | BN folding speed-up, %s, batch %d | %.2fx | %s | | |"
+                         % (name, batch, sp_med[key], spread(sp[key], "%.2f")))
+    dense, slim = infer["models"]["dense"], infer["models"]["slim"]
+    lines += [
+        "| | Params dense / slim (as trained, BNs included) | %d / %d (%.1f%%) | | | |"
         % (dense["params"], slim["params"], 100.0 * slim["params"] / dense["params"]),
-        "| | Conv multiply-adds per image dense / slim | %d / %d (%.1f%%) | | | |"
-        % (dense["conv_macs"], slim["conv_macs"],
-           100.0 * slim["conv_macs"] / dense["conv_macs"]),
+        "| | Conv multiply-adds per image dense / slim | %d / %d (%.1f%%; dense/slim %.3fx) "
+        "| | | |" % (dense["conv_macs"], slim["conv_macs"],
+                     100.0 * slim["conv_macs"] / dense["conv_macs"],
+                     infer["mac_ratio_dense_vs_slim"]),
+        "| | The same with each conv's output channels rounded up to 16 (oneDNN's AVX-512 "
+        "block) | %d / %d (dense/slim %.3fx) | | | |"
+        % (dense["conv_macs_out_padded_16"], slim["conv_macs_out_padded_16"],
+           infer["padded_mac_ratio_dense_vs_slim"]),
     ]
-    diag = "\n".join([
-        "Rows 2-4 time each fit call up to the end of training, without the teardown of the "
-        "tf.data iterator the call made (see README).",
-        "- In-loop rates (only the compiled training loop: no per-fit setup, no end-of-fit "
-        "checkpoint): ours ISTA %.1f, ours SGD %.1f, plain fit %.1f images/s; ISTA overhead "
-        "%+.1f%%, ours (ISTA) / plain fit %.3f."
-        % (med_loop["ours_ista"], med_loop["ours_sgd"], med_loop["keras_fit"],
-           100 * ratio_medians["in_loop_ista_overhead"],
-           ratio_medians["in_loop_ours_ista_vs_keras_fit"]),
-        "- End-to-end rates (whole fit call, iterator teardown included): ours ISTA %.1f, "
-        "ours SGD %.1f, plain fit %.1f images/s; ISTA overhead %+.1f%%, ours (ISTA) / plain "
-        "fit %.3f."
-        % (med_e2e["ours_ista"], med_e2e["ours_sgd"], med_e2e["keras_fit"],
-           100 * ratio_medians["end_to_end_ista_overhead"],
-           ratio_medians["end_to_end_ours_ista_vs_keras_fit"]),
-        "- Process CPU time (all threads) per training image, median: ours ISTA %.2f ms, "
-        "ours SGD %.2f ms, plain fit %.2f ms (less sensitive than wall time to other "
-        "processes taking the CPUs)." % tuple(cpu_ms[name] for name in training_runs),
-        "- Iterator teardown per fit call, seconds (each round): ours ISTA %s; ours SGD %s; "
-        "plain fit %s."
-        % tuple(" ".join("%.1f" % x for x in teardown[name]) for name in training_runs),
-    ])
-    header = ("%s, %d CPUs, batch %d, %d timed steps after %d warm-up, median of %d interleaved "
-              "rounds (inference: %d x %d calls), TF %s / Keras %s%s"
-              % (started.strftime("%Y-%m-%d"), os.cpu_count(), bs, steps, warmup, n,
-                 args.infer_rounds, args.infer_calls, tf.__version__, keras.__version__,
+    n = args.rounds
+    header = ("%s, %d CPUs, batch %d%s; inference: %d rounds of %s calls (batch %d / 1), "
+              "TFLite interpreter %s; TF %s / Keras %s%s"
+              % (started.strftime("%Y-%m-%d"), os.cpu_count(), bs,
+                 "" if args.inference_only else
+                 ", %d timed steps after %d warm-up, median of %d interleaved rounds"
+                 % (steps, warmup, n),
+                 args.infer_rounds, "%d / %d" % (args.infer_calls, args.infer_calls_batch1), bs,
+                 infer["tflite_interpreter"], tf.__version__, keras.__version__,
                  ", QUICK (smoke run, not a measurement)" if args.quick else ""))
     table = "\n".join(lines)
+    diag = "\n".join(diag)
     print()
     print(header)
     print()
     print(table)
-    print()
-    print(diag)
+    if diag:
+        print()
+        print(diag)
 
-    result = {
+    result = dict({
         "date_utc": started.isoformat(timespec="seconds"),
         "seconds_total": round(
             (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds(), 1),
@@ -457,28 +622,19 @@ def main(argv=None):
                         load_average_end=load_average()),
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__,
                      "numpy": np.__version__},
-        "config": dict(vars(args), keras_fit_jit_compile=jit,
+        "config": dict(vars(args), keras_fit_jit_compile=train["jit"] if train else None,
                        inter_op_threads=tf.config.threading.get_inter_op_parallelism_threads(),
                        intra_op_threads=tf.config.threading.get_intra_op_parallelism_threads()),
-        "warmup_seconds": warmup_seconds,
-        "measurements": measurements,
-        "median_images_per_sec": med,
-        "median_in_loop_images_per_sec": med_loop,
-        "median_end_to_end_images_per_sec": med_e2e,
-        "median_cpu_ms_per_image": cpu_ms,
-        "iterator_teardown_seconds": teardown,
-        "ratios_per_round": ratios,
-        "ratio_medians": ratio_medians,
         "targets": {"ista_overhead_below": TARGET_ISTA_OVERHEAD,
                     "ours_ista_vs_keras_fit_at_least": TARGET_OURS_VS_KERAS,
-                    "pipeline_vs_ours_ista_at_least": TARGET_PIPELINE_VS_OURS},
+                    "pipeline_vs_ours_ista_at_least": TARGET_PIPELINE_VS_OURS,
+                    "slim_vs_dense_savedmodel_batch_bs_at_least":
+                        infer["target_slim_vs_dense_batch_bs"],
+                    "slim_vs_dense_savedmodel_batch1_at_least": TARGET_SLIM_VS_DENSE_BATCH1},
         "targets_met": checks,
-        "inference": {name: {k: v for k, v in rec.items() if k not in ("loaded", "fn")}
-                      for name, rec in infer.items()},
-        "inference_speedup_per_round": speedups,
-        "inference_speedup_median": median(speedups),
+        "inference": infer,
         "markdown": header + "\n\n" + table + "\n\n" + diag + "\n",
-    }
+    }, **result)
     out_dir = os.path.dirname(os.path.abspath(args.output))
     os.makedirs(out_dir, exist_ok=True)
     with open(args.output + ".tmp", "w") as f:
@@ -486,7 +642,6 @@ def main(argv=None):
         f.write("\n")
     os.replace(args.output + ".tmp", args.output)
     progress("wrote %s (%.0f s in all)" % (args.output, result["seconds_total"]))
-    del infer
     tmp.cleanup()
     return 0
 

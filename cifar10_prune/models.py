@@ -18,17 +18,23 @@ NUM_CLASSES = 10
 _NEXT_KERNEL_QUIRKS = {"resnet20": {}, "cnn4": {"conv3": (3, 3)}}
 
 
-def build_model(spec, weight_decay=0.0005):
+def build_model(spec, weight_decay=0.0005, folded=False):
     """The functional Keras model described by `spec`, with its ISTA weights rho_l assigned.
 
     Args:
       spec: an `ArchSpec` (use `ArchSpec.dense(name)` for the unpruned model).
       weight_decay: L2 weight of resnet20's kernels (cnn4 has none, as in the original).
+      folded: build the inference form instead: every conv has a bias and no batch norm follows
+        it (everything else, names included, is the same). It is only for serving: it holds
+        what `fold.fold_batch_norms` computes from a trained model, and cannot be trained by
+        this package (there are no gammas to penalize).
     """
     if not isinstance(spec, ArchSpec):
         raise TypeError("build_model takes an ArchSpec, e.g. ArchSpec.dense('resnet20')")
     builder = {"resnet20": _resnet20, "cnn4": _cnn4}[spec.model]
-    model = builder(spec.widths, weight_decay)
+    model = builder(spec.widths, weight_decay, folded)
+    if folded:
+        return model  # no batch norms, so no rho_l to assign
     # The original counts the next conv with its dense width in rho_l even after that conv was
     # narrowed (ORIGINAL.md section 5); a prunable layer's conv is named after its unit.
     costs.assign_penalty_weights(model, _NEXT_KERNEL_QUIRKS[spec.model],
@@ -39,29 +45,39 @@ def build_model(spec, weight_decay=0.0005):
 class _Builder:
     """Small helpers shared by both architectures."""
 
-    def __init__(self, weight_decay):
+    def __init__(self, weight_decay, folded=False):
         self.images = keras.Input(IMAGE_SHAPE, name="images")
         # keras' L2(l) adds l * sum(w**2); the original adds wd * sum(w**2) / 2.
         self.regularizer = keras.regularizers.L2(weight_decay / 2) if weight_decay else None
+        # Inference form: a batch norm at inference is a per-channel affine map, so it is
+        # folded into the conv before it (kernel scaled, plus a bias); conv + bias (+ ReLU) is
+        # what TensorFlow's CPU kernels fuse into one op.
+        self.folded = folded
 
     def conv(self, x, filters, kernel, name, strides=1, padding="same", output_size=None):
         """A conv, or an `EmptyConv2D` when its input has no channels left (x is None)."""
         if x is None:
-            return EmptyConv2D(filters, output_size, name=name)(self.images)
+            return EmptyConv2D(filters, output_size, use_bias=self.folded, name=name)(self.images)
         return keras.layers.Conv2D(filters, kernel, strides=strides, padding=padding,
-                                   use_bias=False, kernel_initializer="glorot_uniform",
+                                   use_bias=self.folded, kernel_initializer="glorot_uniform",
                                    kernel_regularizer=self.regularizer, name=name)(x)
 
+    def bn(self, x, name, unit=None, scale=True):
+        """The batch norm after a conv; in the folded form, nothing (it lives in the conv)."""
+        if self.folded:
+            return x
+        return PrunableBatchNorm(unit=unit, scale=scale, name=name)(x)
+
     def logits(self, x):
-        x = PrunableBatchNorm(name="softmax_linear_bn")(x)  # has gamma, never penalized
+        x = self.bn(x, "softmax_linear_bn")  # has gamma, never penalized
         # float32 logits also under a mixed-precision policy.
         return keras.layers.Reshape((NUM_CLASSES,), name="squeeze", dtype="float32")(x)
 
 
-def _resnet20(widths, weight_decay):
-    b = _Builder(weight_decay)
+def _resnet20(widths, weight_decay, folded):
+    b = _Builder(weight_decay, folded)
     x = b.conv(b.images, 16, 3, "first_conv")
-    x = PrunableBatchNorm(scale=False, name="first_conv_bn")(x)
+    x = b.bn(x, "first_conv_bn", scale=False)
     x = keras.layers.ReLU(name="first_conv_relu")(x)
     size = IMAGE_SHAPE[0]
     for group, width in enumerate((16, 32, 64), start=1):
@@ -73,28 +89,28 @@ def _resnet20(widths, weight_decay):
             h = None  # c0 pruned away entirely: c1 sees no channels
             if widths[unit]:
                 h = b.conv(x, widths[unit], 3, unit, strides=stride)
-                h = PrunableBatchNorm(unit=unit, name=unit + "_bn")(h)
+                h = b.bn(h, unit + "_bn", unit=unit)
                 h = keras.layers.ReLU(name=unit + "_relu")(h)
             h = b.conv(h, width, 3, prefix + "c1", output_size=(size, size))
-            h = PrunableBatchNorm(scale=False, name=prefix + "c1_bn")(h)  # no ReLU
+            h = b.bn(h, prefix + "c1_bn", scale=False)  # no ReLU
             shortcut = x
             if stride == 2:
                 shortcut = b.conv(x, width, 2, prefix + "shortcut", strides=2)
-                shortcut = PrunableBatchNorm(scale=False, name=prefix + "shortcut_bn")(shortcut)
+                shortcut = b.bn(shortcut, prefix + "shortcut_bn", scale=False)
             x = keras.layers.Add(name=prefix + "add")([shortcut, h])  # no ReLU after the sum
     x = keras.layers.AveragePooling2D(8, padding="valid", name="avg_pool")(x)
     x = b.conv(x, NUM_CLASSES, 1, "softmax_linear")
     return keras.Model(b.images, b.logits(x), name="resnet20")
 
 
-def _cnn4(widths, weight_decay):
+def _cnn4(widths, weight_decay, folded):
     del weight_decay  # the original's cnn4 has none
-    b = _Builder(0.0)
+    b = _Builder(0.0, folded)
     x, size = b.images, IMAGE_SHAPE[0]
     for unit, kernel in (("conv1", 5), ("conv2", 5), ("conv3", 3)):
         if widths[unit]:
             x = b.conv(x, widths[unit], kernel, unit, output_size=(size, size))
-            x = PrunableBatchNorm(unit=unit, name=unit + "_bn")(x)
+            x = b.bn(x, unit + "_bn", unit=unit)
             x = keras.layers.ReLU(name=unit + "_relu")(x)
             x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name=unit + "_pool")(x)
         else:
@@ -102,7 +118,7 @@ def _cnn4(widths, weight_decay):
         size = (size + 1) // 2
     if widths["fc1"]:
         x = b.conv(x, widths["fc1"], size, "fc1", padding="valid", output_size=(1, 1))
-        x = PrunableBatchNorm(unit="fc1", name="fc1_bn")(x)
+        x = b.bn(x, "fc1_bn", unit="fc1")
         x = keras.layers.ReLU(name="fc1_relu")(x)
     else:
         x = None

@@ -88,8 +88,9 @@ def test_full_sparsity_stage_chain_and_export(tiny_data, tmp_path):
 
     export_dir = str(tmp_path / "slim")
     out = run_cli("export", "--checkpoint_dir", base, "--checkpoint_version", 2,
-                  "--export_dir", export_dir).stdout
+                  "--export_dir", export_dir, "--tflite").stdout
     assert "total params: 12696 (dense resnet20: 281304)" in out
+    assert "TFLite model (float32): %s" % os.path.join(export_dir, "model.tflite") in out
     # Load it in a process that never imports cifar10_prune, on the raw test records.
     script = """
 import json, sys
@@ -99,7 +100,10 @@ records = np.fromfile(sys.argv[2], np.uint8).reshape(-1, 3073)
 images = records[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
 out = serve(images=tf.constant(images))
 loaded = tf.saved_model.load(sys.argv[1])
+lite = tf.lite.Interpreter(model_path=sys.argv[1] + "/model.tflite")
+lite_out = lite.get_signature_runner("serving_default")(images=images)
 print(json.dumps({
+    "tflite_vs_savedmodel": float(np.abs(lite_out["logits"] - out["logits"].numpy()).max()),
     "params": int(sum(np.prod(v.shape) for v in loaded.variables)),
     "inputs": str(serve.structured_input_signature),
     "logits": list(out["logits"].shape), "probabilities": list(out["probabilities"].shape),
@@ -111,10 +115,14 @@ print(json.dumps({
                            os.path.join(tiny_data, "cifar-10-batches-bin", "test_batch.bin")],
                           capture_output=True, text=True, cwd=str(tmp_path), check=True)
     got = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert got["params"] == 12696 and not got["imported"]
+    # The SavedModel serves the folded form: no BN statistics, a bias per conv instead. By hand:
+    # first conv 3*3*3*16 + 16, the empty c1 convs' biases 3*(16+32+64), the shortcuts
+    # 2*2*16*32 + 32 and 2*2*32*64 + 64, the logits 64*10 + 10.
+    assert got["params"] == 11770 and not got["imported"]
     assert "uint8" in got["inputs"] and "images" in got["inputs"]
     assert got["logits"] == [30, 10] and got["probabilities"] == [30, 10]
     assert got["prob_sums"] < 1e-5
+    assert got["tflite_vs_savedmodel"] < 1e-4
     assert "%.4f" % got["precision"] == precision
 
     again = run_cli("export", "--checkpoint_dir", base, "--checkpoint_version", 2,
