@@ -6,7 +6,7 @@ epsilon 0.001); weight decay `wd * sum(w**2) / 2` on every resnet20 kernel.
 """
 import keras
 
-from cifar10_prune import costs
+from cifar10_prune import costs, precision
 from cifar10_prune.layers import EmptyConv2D, PrunableBatchNorm
 from cifar10_prune.spec import ArchSpec
 
@@ -18,17 +18,21 @@ NUM_CLASSES = 10
 _NEXT_KERNEL_QUIRKS = {"resnet20": {}, "cnn4": {"conv3": (3, 3)}}
 
 
-def build_model(spec, weight_decay=0.0005):
+def build_model(spec, weight_decay=0.0005, dtype_policy="float32"):
     """The functional Keras model described by `spec`, with its ISTA weights rho_l assigned.
 
     Args:
       spec: an `ArchSpec` (use `ArchSpec.dense(name)` for the unpruned model).
       weight_decay: L2 weight of resnet20's kernels (cnn4 has none, as in the original).
+      dtype_policy: "float32", or a mixed policy ("mixed_bfloat16", "mixed_float16"; see
+        precision.py) given to every layer: the layers compute in 16 bits, but the variables
+        are float32 either way (so checkpoints do not depend on it), batch norms compute in
+        float32, and the logits (the last batch norm's output) are float32.
     """
     if not isinstance(spec, ArchSpec):
         raise TypeError("build_model takes an ArchSpec, e.g. ArchSpec.dense('resnet20')")
     builder = {"resnet20": _resnet20, "cnn4": _cnn4}[spec.model]
-    model = builder(spec.widths, weight_decay)
+    model = builder(spec.widths, weight_decay, precision.dtype_policy(dtype_policy))
     # The original counts the next conv with its dense width in rho_l even after that conv was
     # narrowed (ORIGINAL.md section 5); a prunable layer's conv is named after its unit.
     costs.assign_penalty_weights(model, _NEXT_KERNEL_QUIRKS[spec.model],
@@ -39,30 +43,41 @@ def build_model(spec, weight_decay=0.0005):
 class _Builder:
     """Small helpers shared by both architectures."""
 
-    def __init__(self, weight_decay):
+    def __init__(self, weight_decay, policy):
         self.images = keras.Input(IMAGE_SHAPE, name="images")
+        # Every layer gets the policy: a float32 layer between two 16-bit ones would cast the
+        # activations up and down again.
+        self.dtype = {"dtype": policy}
         # keras' L2(l) adds l * sum(w**2); the original adds wd * sum(w**2) / 2.
         self.regularizer = keras.regularizers.L2(weight_decay / 2) if weight_decay else None
 
     def conv(self, x, filters, kernel, name, strides=1, padding="same", output_size=None):
         """A conv, or an `EmptyConv2D` when its input has no channels left (x is None)."""
         if x is None:
-            return EmptyConv2D(filters, output_size, name=name)(self.images)
+            return EmptyConv2D(filters, output_size, name=name, **self.dtype)(self.images)
         return keras.layers.Conv2D(filters, kernel, strides=strides, padding=padding,
                                    use_bias=False, kernel_initializer="glorot_uniform",
-                                   kernel_regularizer=self.regularizer, name=name)(x)
+                                   kernel_regularizer=self.regularizer, name=name,
+                                   **self.dtype)(x)
+
+    def bn(self, x, name, unit=None, scale=True):
+        return PrunableBatchNorm(unit=unit, scale=scale, name=name, **self.dtype)(x)
+
+    def relu(self, x, name):
+        return keras.layers.ReLU(name=name, **self.dtype)(x)
 
     def logits(self, x):
-        x = PrunableBatchNorm(name="softmax_linear_bn")(x)  # has gamma, never penalized
-        # float32 logits also under a mixed-precision policy.
+        # The last batch norm is float32 whatever the policy: its output is the logits, and the
+        # softmax cross-entropy is computed from float32 logits.
+        x = PrunableBatchNorm(name="softmax_linear_bn", dtype="float32")(x)  # gamma, no penalty
         return keras.layers.Reshape((NUM_CLASSES,), name="squeeze", dtype="float32")(x)
 
 
-def _resnet20(widths, weight_decay):
-    b = _Builder(weight_decay)
+def _resnet20(widths, weight_decay, policy):
+    b = _Builder(weight_decay, policy)
     x = b.conv(b.images, 16, 3, "first_conv")
-    x = PrunableBatchNorm(scale=False, name="first_conv_bn")(x)
-    x = keras.layers.ReLU(name="first_conv_relu")(x)
+    x = b.bn(x, "first_conv_bn", scale=False)
+    x = b.relu(x, "first_conv_relu")
     size = IMAGE_SHAPE[0]
     for group, width in enumerate((16, 32, 64), start=1):
         for block in range(3):
@@ -73,37 +88,39 @@ def _resnet20(widths, weight_decay):
             h = None  # c0 pruned away entirely: c1 sees no channels
             if widths[unit]:
                 h = b.conv(x, widths[unit], 3, unit, strides=stride)
-                h = PrunableBatchNorm(unit=unit, name=unit + "_bn")(h)
-                h = keras.layers.ReLU(name=unit + "_relu")(h)
+                h = b.bn(h, unit + "_bn", unit=unit)
+                h = b.relu(h, unit + "_relu")
             h = b.conv(h, width, 3, prefix + "c1", output_size=(size, size))
-            h = PrunableBatchNorm(scale=False, name=prefix + "c1_bn")(h)  # no ReLU
+            h = b.bn(h, prefix + "c1_bn", scale=False)  # no ReLU
             shortcut = x
             if stride == 2:
                 shortcut = b.conv(x, width, 2, prefix + "shortcut", strides=2)
-                shortcut = PrunableBatchNorm(scale=False, name=prefix + "shortcut_bn")(shortcut)
-            x = keras.layers.Add(name=prefix + "add")([shortcut, h])  # no ReLU after the sum
-    x = keras.layers.AveragePooling2D(8, padding="valid", name="avg_pool")(x)
+                shortcut = b.bn(shortcut, prefix + "shortcut_bn", scale=False)
+            # No ReLU after the sum.
+            x = keras.layers.Add(name=prefix + "add", **b.dtype)([shortcut, h])
+    x = keras.layers.AveragePooling2D(8, padding="valid", name="avg_pool", **b.dtype)(x)
     x = b.conv(x, NUM_CLASSES, 1, "softmax_linear")
     return keras.Model(b.images, b.logits(x), name="resnet20")
 
 
-def _cnn4(widths, weight_decay):
+def _cnn4(widths, weight_decay, policy):
     del weight_decay  # the original's cnn4 has none
-    b = _Builder(0.0)
+    b = _Builder(0.0, policy)
     x, size = b.images, IMAGE_SHAPE[0]
     for unit, kernel in (("conv1", 5), ("conv2", 5), ("conv3", 3)):
         if widths[unit]:
             x = b.conv(x, widths[unit], kernel, unit, output_size=(size, size))
-            x = PrunableBatchNorm(unit=unit, name=unit + "_bn")(x)
-            x = keras.layers.ReLU(name=unit + "_relu")(x)
-            x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name=unit + "_pool")(x)
+            x = b.bn(x, unit + "_bn", unit=unit)
+            x = b.relu(x, unit + "_relu")
+            x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name=unit + "_pool",
+                                          **b.dtype)(x)
         else:
             x = None  # everything up to here feeds nothing and drops out of the model
         size = (size + 1) // 2
     if widths["fc1"]:
         x = b.conv(x, widths["fc1"], size, "fc1", padding="valid", output_size=(1, 1))
-        x = PrunableBatchNorm(unit="fc1", name="fc1_bn")(x)
-        x = keras.layers.ReLU(name="fc1_relu")(x)
+        x = b.bn(x, "fc1_bn", unit="fc1")
+        x = b.relu(x, "fc1_relu")
     else:
         x = None
     x = b.conv(x, NUM_CLASSES, 1, "softmax_linear", output_size=(1, 1))

@@ -7,7 +7,7 @@ import time
 import keras
 import tensorflow as tf
 
-from cifar10_prune import ista, summaries
+from cifar10_prune import ista, precision, summaries
 from cifar10_prune.ema import ExponentialMovingAverage
 
 CHECKPOINT_NAME = "model.ckpt"
@@ -111,7 +111,10 @@ class Trainer:
         self.ema = ExponentialMovingAverage(model.trainable_variables)
         # The gamma-W rescaling factor in effect in the saved weights (1.0: none); see rescale.py.
         self.gamma_rescale = tf.Variable(1.0, trainable=False, name="gamma_rescale")
-        self.checkpoint = make_checkpoint(model, self.ema, optimizer, self.gamma_rescale)
+        # A LossScaleOptimizer (float16) is saved as the optimizer it wraps, so that float32 and
+        # mixed-precision runs write and read the same checkpoint layout.
+        self.checkpoint = make_checkpoint(model, self.ema, precision.inner_optimizer(optimizer),
+                                          self.gamma_rescale)
         self.manager = checkpoint_manager(self.checkpoint, train_dir)
         self._run = None
         self._dataset = self._iterator = None
@@ -158,7 +161,11 @@ class Trainer:
                 loss = xent(labels, logits)
                 if model.losses:  # resnet20's weight decay
                     loss += tf.add_n(model.losses)
-            grads = tape.gradient(loss, model.trainable_variables)
+                # Loss scaling (float16 only): the identity unless optimizer is a
+                # LossScaleOptimizer, whose apply divides the gradients by the same scale
+                # before the ISTA step.
+                scaled_loss = optimizer.scale_loss(loss)
+            grads = tape.gradient(scaled_loss, model.trainable_variables)
             optimizer.apply(grads, model.trainable_variables)
             ema.update(optimizer.iterations)
             return loss
