@@ -11,6 +11,10 @@ Measures, on the same training dataset (`data.train_dataset`, batch `--batch_siz
                   `ista.ISTA(l1_penalty=0.005)` (the real training step: ISTA + EMA + weight decay);
   3. ours_sgd     the same Trainer with `l1_penalty=0` (plain SGD inside our step);
   4. keras_fit    plain `keras.Model.fit` of a fresh dense resnet20 compiled with SGD(0.1);
+  6. ours_mixed   row 2 under mixed precision (`--use_fp16` on a CPU: the "mixed_bfloat16"
+                  policy), interleaved with rows 1-4, and the machine's float32 and bfloat16
+                  matmul rates (a --matmul_size square `tf.matmul`, timed in each round) with
+                  the training runs' share of them;
   5. inference    images/s of the exported `serving_default` signature (uint8 input) of the dense
                   and of a slim resnet20 (every prunable layer at `--slim_fraction` of its width),
                   plus their parameter counts and conv multiply-adds.
@@ -41,14 +45,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 # Targets the numbers are checked against (see README.md).
 TARGET_ISTA_OVERHEAD = 0.03  # ours_sgd / ours_ista - 1 < 3%
+TARGET_MIXED_VS_FP32 = 1.3  # ours_mixed / ours_ista >= 1.3 (CPU with bfloat16 instructions)
 TARGET_OURS_VS_KERAS = 1.0  # ours_ista / keras_fit >= 1
 TARGET_PIPELINE_VS_OURS = 5.0  # pipeline / ours_ista >= 5
 
 # Defaults of a full run, and what --quick shrinks them to (explicit flags always win).
 FULL = dict(steps=30, warmup_steps=5, rounds=5, pipeline_steps=200, infer_calls=20,
-            infer_rounds=5)
+            infer_rounds=5, matmul_calls=10, profile_steps=10)
 QUICK = dict(steps=3, warmup_steps=1, rounds=2, pipeline_steps=10, infer_calls=2,
-             infer_rounds=2)
+             infer_rounds=2, matmul_calls=2, profile_steps=2)
 
 
 def parse_args(argv=None):
@@ -71,6 +76,14 @@ def parse_args(argv=None):
                    "(default %d, --quick %d)" % (FULL["infer_calls"], QUICK["infer_calls"]))
     p.add_argument("--infer_rounds", type=int, help="alternating dense/slim inference rounds "
                    "(default %d, --quick %d)" % (FULL["infer_rounds"], QUICK["infer_rounds"]))
+    p.add_argument("--matmul_size", type=int, default=2048,
+                   help="n of the n x n x n matmul timing the machine's float32 and bfloat16 "
+                   "rates (default %(default)s)")
+    p.add_argument("--matmul_calls", type=int, help="matmuls per dtype and round "
+                   "(default %d, --quick %d)" % (FULL["matmul_calls"], QUICK["matmul_calls"]))
+    p.add_argument("--profile_steps", type=int, help="after the rounds, steps of ours_ista and "
+                   "ours_mixed run under tf.profiler, reported as time by op type; 0 = off "
+                   "(default %d, --quick %d)" % (FULL["profile_steps"], QUICK["profile_steps"]))
     p.add_argument("--l1_penalty", type=float, default=0.005,
                    help="ISTA lambda of the ours_ista measurement (default %(default)s)")
     p.add_argument("--slim_fraction", type=float, default=0.6,
@@ -86,9 +99,11 @@ def parse_args(argv=None):
         if getattr(args, name) is None:
             setattr(args, name, value)
     for name in ("batch_size", "steps", "warmup_steps", "rounds", "pipeline_steps",
-                 "infer_calls", "infer_rounds"):
+                 "infer_calls", "infer_rounds", "matmul_size", "matmul_calls"):
         if getattr(args, name) < 1:
             p.error("--%s must be >= 1" % name)
+    if args.profile_steps < 0:
+        p.error("--profile_steps must be >= 0")
     if args.output is None:
         args.output = os.path.join(HERE, "results-quick.json" if args.quick else "results.json")
     if not 0 < args.slim_fraction <= 1:
@@ -107,6 +122,32 @@ def median(values):
 def rotate(items, k):
     k %= len(items)
     return items[k:] + items[:k]
+
+
+def op_time_by_type(logdir):
+    """{op type: seconds} summed over every TF op event of the newest tf.profiler trace in
+    `logdir` (all threads, so the total can exceed wall time), or None if it cannot be read
+    (the XPlane proto module is internal to TensorFlow)."""
+    import collections
+    import glob
+    try:
+        from tensorflow.tsl.profiler.protobuf import xplane_pb2
+    except ImportError:
+        return None
+    files = sorted(glob.glob(os.path.join(logdir, "plugins", "profile", "*", "*.xplane.pb")))
+    if not files:
+        return None
+    space = xplane_pb2.XSpace()
+    with open(files[-1], "rb") as f:
+        space.ParseFromString(f.read())
+    seconds = collections.Counter()
+    for plane in space.planes:
+        for line in plane.lines:
+            for event in line.events:
+                name = plane.event_metadata[event.metadata_id].name
+                if ":" in name and "/" in name:  # a TF op: "scope/op_name:OpType"
+                    seconds[name.rsplit(":", 1)[1]] += event.duration_ps / 1e12
+    return dict(seconds)
 
 
 def machine_info():
@@ -196,11 +237,11 @@ def main(argv=None):
             return time.perf_counter() - t0
 
     class Ours:
-        def __init__(self, name, l1_penalty):
+        def __init__(self, name, l1_penalty, dtype_policy="float32"):
             self.name = name
             self.logged = []
             self.source = KeepIterators()
-            model = models.build_model(ArchSpec.dense("resnet20"))
+            model = models.build_model(ArchSpec.dense("resnet20"), dtype_policy=dtype_policy)
             optimizer = ista.ISTA(training.learning_rate_schedule(0.1, bs),
                                   l1_penalty=l1_penalty, penalties=ista.penalties(model))
             train_dir = os.path.join(tmp.name, name)
@@ -265,8 +306,26 @@ def main(argv=None):
                     "end_to_end_images_per_sec": num_steps * bs / total,
                     "cpu_ms_per_image": 1000.0 * (self.timer.train_end_cpu - c0) / (num_steps * bs)}
 
-    progress("building and warming up (tracing) the three training setups")
-    runners = [Ours("ours_ista", args.l1_penalty), Ours("ours_sgd", 0.0), KerasFit()]
+    # ---- 6. the machine's matmul rates, float32 and bfloat16 -------------------------------
+    mm = args.matmul_size
+    matmul_inputs = {dt: tf.cast(tf.random.stateless_uniform((mm, mm), (1, 2)), dt)
+                     for dt in (tf.float32, tf.bfloat16)}
+    matmul_fn = tf.function(lambda a: tf.reduce_sum(tf.matmul(a, a)))  # 1 value fetched
+
+    def measure_matmul():
+        out = {}
+        for dt, a in matmul_inputs.items():
+            matmul_fn(a).numpy()  # traced and warm
+            t0 = time.perf_counter()
+            for _ in range(args.matmul_calls):
+                matmul_fn(a).numpy()
+            out[dt.name + "_gflops"] = 2.0 * mm ** 3 * args.matmul_calls / (
+                time.perf_counter() - t0) / 1e9
+        return out
+
+    progress("building and warming up (tracing) the four training setups")
+    runners = [Ours("ours_ista", args.l1_penalty), Ours("ours_sgd", 0.0), KerasFit(),
+               Ours("ours_mixed", args.l1_penalty, "mixed_bfloat16")]
     warmup_seconds = {}
     for runner in runners:
         t0 = time.perf_counter()
@@ -276,14 +335,19 @@ def main(argv=None):
                  % (runner.name, warmup, warmup_seconds[runner.name]))
     jit = runners[2].model.jit_compile
 
-    measurements = {"pipeline": [], "ours_ista": [], "ours_sgd": [], "keras_fit": []}
+    measurements = {"pipeline": [], "ours_ista": [], "ours_sgd": [], "keras_fit": [],
+                    "ours_mixed": [], "matmul": []}
     jobs = [("pipeline", measure_pipeline)] + [(r.name, (lambda r=r: r.fit(steps)))
-                                                for r in runners]
+                                                for r in runners] + [("matmul", measure_matmul)]
     for rnd in range(args.rounds):
         for name, job in rotate(jobs, rnd):
             result = job()
             result["round"] = rnd
             measurements[name].append(result)
+            if name == "matmul":
+                progress("round %d  matmul     float32 %.1f, bfloat16 %.1f GFLOP/s"
+                         % (rnd + 1, result["float32_gflops"], result["bfloat16_gflops"]))
+                continue
             extra = ""
             if result.get("in_loop_images_per_sec"):
                 extra = " (in-loop %.1f)" % result["in_loop_images_per_sec"]
@@ -313,7 +377,44 @@ def main(argv=None):
         "end_to_end_ours_ista_vs_keras_fit": per_round(lambda p, i, s, k: i / k,
                                                        "end_to_end_images_per_sec"),
     }
+    # Mixed precision (row 6): ratios within each round, and the training runs' arithmetic
+    # rate (conv multiply-adds x 2 FLOPs x 3 for forward + both backward convolutions) as a
+    # share of the matmul rate measured in the same round.
+    train_flops_per_image = 2 * 3 * costs.conv_flops(runners[0].trainer.model)
+
+    ratios["mixed_vs_fp32"] = [m / f for m, f in zip(rates("ours_mixed"),
+                                                     rates("ours_ista"))]
+    ratios["in_loop_mixed_vs_fp32"] = [
+        m / f for m, f in zip(rates("ours_mixed", "in_loop_images_per_sec"),
+                              rates("ours_ista", "in_loop_images_per_sec")) if m and f]
+    ratios["matmul_bf16_vs_fp32"] = [b / f for b, f in zip(rates("matmul", "bfloat16_gflops"),
+                                                           rates("matmul", "float32_gflops"))]
+    ratios["fp32_share_of_fp32_matmul"] = [
+        train_flops_per_image * r / 1e9 / g
+        for r, g in zip(rates("ours_ista"), rates("matmul", "float32_gflops"))]
+    ratios["mixed_share_of_fp32_matmul"] = [
+        train_flops_per_image * r / 1e9 / g
+        for r, g in zip(rates("ours_mixed"), rates("matmul", "float32_gflops"))]
+    ratios["mixed_share_of_bf16_matmul"] = [
+        train_flops_per_image * r / 1e9 / g
+        for r, g in zip(rates("ours_mixed"), rates("matmul", "bfloat16_gflops"))]
     ratio_medians = {k: median(v) for k, v in ratios.items()}
+
+    # Where the time goes, float32 against mixed: op-level profile of a few steps of each.
+    profiles = {}
+    for runner in (runners[0], runners[3]) if args.profile_steps else ():
+        logdir = os.path.join(tmp.name, "profile_" + runner.name)
+        tf.profiler.experimental.start(logdir)
+        wall = runner.fit(args.profile_steps)["seconds"]
+        tf.profiler.experimental.stop()
+        by_type = op_time_by_type(logdir)
+        if by_type is None:
+            progress("  (could not read the profile of %s)" % runner.name)
+            continue
+        profiles[runner.name] = {"steps": args.profile_steps, "wall_seconds": wall,
+                                 "op_seconds_by_type": by_type}
+        progress("profiled %s: %d steps in %.2f s, %.2f s of op time"
+                 % (runner.name, args.profile_steps, wall, sum(by_type.values())))
 
     # ---- 5. inference of exported dense and slim models --------------------------------------
     dense_spec = ArchSpec.dense("resnet20")
@@ -357,18 +458,21 @@ def main(argv=None):
                                       infer["slim"]["images_per_sec"])]
 
     # ---- report ------------------------------------------------------------------------------
-    med = {name: median(rates(name)) for name in measurements}
-    training_runs = ("ours_ista", "ours_sgd", "keras_fit")
+    med = {name: median(rates(name)) for name in measurements if name != "matmul"}
+    matmul_med = {k: median(rates("matmul", k)) for k in ("float32_gflops", "bfloat16_gflops")}
+    training_runs = ("ours_ista", "ours_sgd", "keras_fit", "ours_mixed")
     med_loop = {name: median([x for x in rates(name, "in_loop_images_per_sec") if x])
                 for name in training_runs}
     med_e2e = {name: median(rates(name, "end_to_end_images_per_sec")) for name in training_runs}
-    teardown = {name: rates(name, "iterator_teardown_seconds") for name in measurements}
+    teardown = {name: rates(name, "iterator_teardown_seconds") for name in measurements
+                if name != "matmul"}
     cpu_ms = {name: median(rates(name, "cpu_ms_per_image")) for name in training_runs}
     dense, slim = infer["dense"], infer["slim"]
     checks = {
         "ista_overhead": ratio_medians["ista_overhead"] < TARGET_ISTA_OVERHEAD,
         "ours_ista_vs_keras_fit": ratio_medians["ours_ista_vs_keras_fit"] >= TARGET_OURS_VS_KERAS,
         "pipeline_vs_ours_ista": ratio_medians["pipeline_vs_ours_ista"] >= TARGET_PIPELINE_VS_OURS,
+        "mixed_vs_fp32": ratio_medians["mixed_vs_fp32"] >= TARGET_MIXED_VS_FP32,
     }
 
     def spread(values, fmt="%.0f"):
@@ -413,6 +517,26 @@ def main(argv=None):
         "| | Conv multiply-adds per image dense / slim | %d / %d (%.1f%%) | | | |"
         % (dense["conv_macs"], slim["conv_macs"],
            100.0 * slim["conv_macs"] / dense["conv_macs"]),
+        "| 6 | Ours mixed precision (`mixed_bfloat16`), ISTA l1=%g | %.1f | %s | | |"
+        % (args.l1_penalty, med["ours_mixed"], spread(rates("ours_mixed"), "%.1f")),
+        "| 6/2 | Mixed (bfloat16) / float32 training images/s | %.3f | %s | >= %.1f | %s |"
+        % (ratio_medians["mixed_vs_fp32"], spread(ratios["mixed_vs_fp32"], "%.3f"),
+           TARGET_MIXED_VS_FP32, verdict("mixed_vs_fp32")),
+        "| 6m | Matmul %d^3, float32 / bfloat16 GFLOP/s | %.1f / %.1f | %s / %s | | |"
+        % (mm, matmul_med["float32_gflops"], matmul_med["bfloat16_gflops"],
+           spread(rates("matmul", "float32_gflops"), "%.1f"),
+           spread(rates("matmul", "bfloat16_gflops"), "%.1f")),
+        "| 6m' | Matmul bfloat16 / float32 | %.2fx | %s | | |"
+        % (ratio_medians["matmul_bf16_vs_fp32"], spread(ratios["matmul_bf16_vs_fp32"], "%.2f")),
+        "| 6s | Training FLOP/s as a share of the float32 matmul rate: float32 / mixed "
+        "(%d FLOPs per image) | %.0f%% / %.0f%% | %s / %s | | |"
+        % (train_flops_per_image, 100 * ratio_medians["fp32_share_of_fp32_matmul"],
+           100 * ratio_medians["mixed_share_of_fp32_matmul"],
+           spread([100 * x for x in ratios["fp32_share_of_fp32_matmul"]], "%.0f%%"),
+           spread([100 * x for x in ratios["mixed_share_of_fp32_matmul"]], "%.0f%%")),
+        "| 6s' | Mixed training FLOP/s as a share of the bfloat16 matmul rate | %.0f%% | %s | | |"
+        % (100 * ratio_medians["mixed_share_of_bf16_matmul"],
+           spread([100 * x for x in ratios["mixed_share_of_bf16_matmul"]], "%.0f%%")),
     ]
     diag = "\n".join([
         "Rows 2-4 time each fit call up to the end of training, without the teardown of the "
@@ -430,10 +554,15 @@ def main(argv=None):
            100 * ratio_medians["end_to_end_ista_overhead"],
            ratio_medians["end_to_end_ours_ista_vs_keras_fit"]),
         "- Process CPU time (all threads) per training image, median: ours ISTA %.2f ms, "
-        "ours SGD %.2f ms, plain fit %.2f ms (less sensitive than wall time to other "
-        "processes taking the CPUs)." % tuple(cpu_ms[name] for name in training_runs),
+        "ours SGD %.2f ms, plain fit %.2f ms, ours mixed %.2f ms (less sensitive than wall "
+        "time to other processes taking the CPUs)."
+        % tuple(cpu_ms[name] for name in training_runs),
+        "- Mixed / float32 in-loop rate, median of rounds: %.3f; per-round mixed / float32 "
+        "wall-time ratios: %s."
+        % (ratio_medians["in_loop_mixed_vs_fp32"] or float("nan"),
+           " ".join("%.3f" % x for x in ratios["mixed_vs_fp32"])),
         "- Iterator teardown per fit call, seconds (each round): ours ISTA %s; ours SGD %s; "
-        "plain fit %s."
+        "plain fit %s; ours mixed %s."
         % tuple(" ".join("%.1f" % x for x in teardown[name]) for name in training_runs),
     ])
     header = ("%s, %d CPUs, batch %d, %d timed steps after %d warm-up, median of %d interleaved "
@@ -441,6 +570,17 @@ def main(argv=None):
               % (started.strftime("%Y-%m-%d"), os.cpu_count(), bs, steps, warmup, n,
                  args.infer_rounds, args.infer_calls, tf.__version__, keras.__version__,
                  ", QUICK (smoke run, not a measurement)" if args.quick else ""))
+    if len(profiles) == 2:
+        fp, mx = (profiles[n]["op_seconds_by_type"] for n in ("ours_ista", "ours_mixed"))
+        top = sorted(set(fp) | set(mx), key=lambda k: -(fp.get(k, 0) + mx.get(k, 0)))[:14]
+        per_step = lambda d, k: 1000.0 * d.get(k, 0.0) / args.profile_steps  # noqa: E731
+        diag += "\n\nOp time per training step by op type (tf.profiler, %d steps each, all " \
+                "threads), float32 vs mixed_bfloat16:\n\n| op type | float32 ms | mixed ms | " \
+                "ratio |\n|---|---:|---:|---:|\n" % args.profile_steps
+        for k in top + ["(all)"]:
+            a = per_step(fp, k) if k != "(all)" else 1000.0 * sum(fp.values()) / args.profile_steps
+            b = per_step(mx, k) if k != "(all)" else 1000.0 * sum(mx.values()) / args.profile_steps
+            diag += "| %s | %.1f | %.1f | %s |\n" % (k, a, b, "%.2f" % (a / b) if a and b else "-")
     table = "\n".join(lines)
     print()
     print(header)
@@ -466,12 +606,16 @@ def main(argv=None):
         "median_in_loop_images_per_sec": med_loop,
         "median_end_to_end_images_per_sec": med_e2e,
         "median_cpu_ms_per_image": cpu_ms,
+        "median_matmul_gflops": matmul_med,
+        "profiles": profiles,
+        "train_flops_per_image": train_flops_per_image,
         "iterator_teardown_seconds": teardown,
         "ratios_per_round": ratios,
         "ratio_medians": ratio_medians,
         "targets": {"ista_overhead_below": TARGET_ISTA_OVERHEAD,
                     "ours_ista_vs_keras_fit_at_least": TARGET_OURS_VS_KERAS,
-                    "pipeline_vs_ours_ista_at_least": TARGET_PIPELINE_VS_OURS},
+                    "pipeline_vs_ours_ista_at_least": TARGET_PIPELINE_VS_OURS,
+                    "mixed_vs_fp32_at_least": TARGET_MIXED_VS_FP32},
         "targets_met": checks,
         "inference": {name: {k: v for k, v in rec.items() if k not in ("loaded", "fn")}
                       for name, rec in infer.items()},
