@@ -79,7 +79,8 @@ def wrap_optimizer(optimizer, policy):
 
 def inner_optimizer(optimizer):
     """The optimizer a LossScaleOptimizer wraps (or `optimizer` itself): what checkpoints store,
-    so that checkpoints of float32 and mixed-precision runs have the same layout."""
+    so that checkpoints of float32 and mixed-precision runs have the same layout. (The loss
+    scale itself is not saved: a resumed float16 run starts again from the initial scale.)"""
     return getattr(optimizer, "inner_optimizer", optimizer)
 
 
