@@ -6,7 +6,7 @@ epsilon 0.001); weight decay `wd * sum(w**2) / 2` on every resnet20 kernel.
 """
 import keras
 
-from cifar10_prune import costs
+from cifar10_prune import costs, precision
 from cifar10_prune.layers import EmptyConv2D, PrunableBatchNorm
 from cifar10_prune.spec import ArchSpec
 
@@ -18,12 +18,16 @@ NUM_CLASSES = 10
 _NEXT_KERNEL_QUIRKS = {"resnet20": {}, "cnn4": {"conv3": (3, 3)}}
 
 
-def build_model(spec, weight_decay=0.0005, folded=False):
+def build_model(spec, weight_decay=0.0005, dtype_policy="float32", folded=False):
     """The functional Keras model described by `spec`, with its ISTA weights rho_l assigned.
 
     Args:
       spec: an `ArchSpec` (use `ArchSpec.dense(name)` for the unpruned model).
       weight_decay: L2 weight of resnet20's kernels (cnn4 has none, as in the original).
+      dtype_policy: "float32", or a mixed policy ("mixed_bfloat16", "mixed_float16"; see
+        precision.py) given to every layer: the layers compute in 16 bits, but the variables
+        are float32 either way (so checkpoints do not depend on it), batch norms compute in
+        float32, and the logits (the last batch norm's output) are float32.
       folded: build the inference form instead: every conv has a bias and no batch norm follows
         it (everything else, names included, is the same). It is only for serving: it holds
         what `fold.fold_batch_norms` computes from a trained model, and cannot be trained by
@@ -32,7 +36,7 @@ def build_model(spec, weight_decay=0.0005, folded=False):
     if not isinstance(spec, ArchSpec):
         raise TypeError("build_model takes an ArchSpec, e.g. ArchSpec.dense('resnet20')")
     builder = {"resnet20": _resnet20, "cnn4": _cnn4}[spec.model]
-    model = builder(spec.widths, weight_decay, folded)
+    model = builder(spec.widths, weight_decay, precision.dtype_policy(dtype_policy), folded)
     if folded:
         return model  # no batch norms, so no rho_l to assign
     # The original counts the next conv with its dense width in rho_l even after that conv was
@@ -45,8 +49,11 @@ def build_model(spec, weight_decay=0.0005, folded=False):
 class _Builder:
     """Small helpers shared by both architectures."""
 
-    def __init__(self, weight_decay, folded=False):
+    def __init__(self, weight_decay, policy, folded=False):
         self.images = keras.Input(IMAGE_SHAPE, name="images")
+        # Every layer gets the policy: a float32 layer between two 16-bit ones would cast the
+        # activations up and down again.
+        self.dtype = {"dtype": policy}
         # keras' L2(l) adds l * sum(w**2); the original adds wd * sum(w**2) / 2.
         self.regularizer = keras.regularizers.L2(weight_decay / 2) if weight_decay else None
         # Inference form: a batch norm at inference is a per-channel affine map, so it is
@@ -57,28 +64,35 @@ class _Builder:
     def conv(self, x, filters, kernel, name, strides=1, padding="same", output_size=None):
         """A conv, or an `EmptyConv2D` when its input has no channels left (x is None)."""
         if x is None:
-            return EmptyConv2D(filters, output_size, use_bias=self.folded, name=name)(self.images)
+            return EmptyConv2D(filters, output_size, use_bias=self.folded, name=name,
+                               **self.dtype)(self.images)
         return keras.layers.Conv2D(filters, kernel, strides=strides, padding=padding,
                                    use_bias=self.folded, kernel_initializer="glorot_uniform",
-                                   kernel_regularizer=self.regularizer, name=name)(x)
+                                   kernel_regularizer=self.regularizer, name=name,
+                                   **self.dtype)(x)
 
-    def bn(self, x, name, unit=None, scale=True):
+    def bn(self, x, name, unit=None, scale=True, dtype=None):
         """The batch norm after a conv; in the folded form, nothing (it lives in the conv)."""
         if self.folded:
             return x
-        return PrunableBatchNorm(unit=unit, scale=scale, name=name)(x)
+        return PrunableBatchNorm(unit=unit, scale=scale, name=name,
+                                 **({"dtype": dtype} if dtype else self.dtype))(x)
+
+    def relu(self, x, name):
+        return keras.layers.ReLU(name=name, **self.dtype)(x)
 
     def logits(self, x):
-        x = self.bn(x, "softmax_linear_bn")  # has gamma, never penalized
-        # float32 logits also under a mixed-precision policy.
+        # The last batch norm is float32 whatever the policy: its output is the logits, and the
+        # softmax cross-entropy is computed from float32 logits.
+        x = self.bn(x, "softmax_linear_bn", dtype="float32")  # has gamma, never penalized
         return keras.layers.Reshape((NUM_CLASSES,), name="squeeze", dtype="float32")(x)
 
 
-def _resnet20(widths, weight_decay, folded):
-    b = _Builder(weight_decay, folded)
+def _resnet20(widths, weight_decay, policy, folded):
+    b = _Builder(weight_decay, policy, folded)
     x = b.conv(b.images, 16, 3, "first_conv")
     x = b.bn(x, "first_conv_bn", scale=False)
-    x = keras.layers.ReLU(name="first_conv_relu")(x)
+    x = b.relu(x, "first_conv_relu")
     size = IMAGE_SHAPE[0]
     for group, width in enumerate((16, 32, 64), start=1):
         for block in range(3):
@@ -90,36 +104,38 @@ def _resnet20(widths, weight_decay, folded):
             if widths[unit]:
                 h = b.conv(x, widths[unit], 3, unit, strides=stride)
                 h = b.bn(h, unit + "_bn", unit=unit)
-                h = keras.layers.ReLU(name=unit + "_relu")(h)
+                h = b.relu(h, unit + "_relu")
             h = b.conv(h, width, 3, prefix + "c1", output_size=(size, size))
             h = b.bn(h, prefix + "c1_bn", scale=False)  # no ReLU
             shortcut = x
             if stride == 2:
                 shortcut = b.conv(x, width, 2, prefix + "shortcut", strides=2)
                 shortcut = b.bn(shortcut, prefix + "shortcut_bn", scale=False)
-            x = keras.layers.Add(name=prefix + "add")([shortcut, h])  # no ReLU after the sum
-    x = keras.layers.AveragePooling2D(8, padding="valid", name="avg_pool")(x)
+            # No ReLU after the sum.
+            x = keras.layers.Add(name=prefix + "add", **b.dtype)([shortcut, h])
+    x = keras.layers.AveragePooling2D(8, padding="valid", name="avg_pool", **b.dtype)(x)
     x = b.conv(x, NUM_CLASSES, 1, "softmax_linear")
     return keras.Model(b.images, b.logits(x), name="resnet20")
 
 
-def _cnn4(widths, weight_decay, folded):
+def _cnn4(widths, weight_decay, policy, folded):
     del weight_decay  # the original's cnn4 has none
-    b = _Builder(0.0, folded)
+    b = _Builder(0.0, policy, folded)
     x, size = b.images, IMAGE_SHAPE[0]
     for unit, kernel in (("conv1", 5), ("conv2", 5), ("conv3", 3)):
         if widths[unit]:
             x = b.conv(x, widths[unit], kernel, unit, output_size=(size, size))
             x = b.bn(x, unit + "_bn", unit=unit)
-            x = keras.layers.ReLU(name=unit + "_relu")(x)
-            x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name=unit + "_pool")(x)
+            x = b.relu(x, unit + "_relu")
+            x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name=unit + "_pool",
+                                          **b.dtype)(x)
         else:
             x = None  # everything up to here feeds nothing and drops out of the model
         size = (size + 1) // 2
     if widths["fc1"]:
         x = b.conv(x, widths["fc1"], size, "fc1", padding="valid", output_size=(1, 1))
         x = b.bn(x, "fc1_bn", unit="fc1")
-        x = keras.layers.ReLU(name="fc1_relu")(x)
+        x = b.relu(x, "fc1_relu")
     else:
         x = None
     x = b.conv(x, NUM_CLASSES, 1, "softmax_linear", output_size=(1, 1))

@@ -29,7 +29,9 @@ def kept_channels(model, units=None):
 def _through(layer, constant):
     """A per-channel constant image after a channel-wise layer: activations apply, pools keep it."""
     if isinstance(layer, (keras.layers.ReLU, keras.layers.Activation)):
-        return ops.convert_to_numpy(layer(constant[None, None, None, :]))[0, 0, 0]
+        # `call`, not `__call__`: a mixed-precision layer would round the constant to 16 bits.
+        x = ops.convert_to_tensor(np.asarray(constant, np.float32)[None, None, None, :])
+        return ops.convert_to_numpy(layer.call(x))[0, 0, 0]
     return constant
 
 

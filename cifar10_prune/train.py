@@ -13,7 +13,8 @@ logs.quiet_tensorflow()  # before TensorFlow loads; its start-up lines are not t
 import tensorflow as tf
 from absl import flags
 
-from cifar10_prune import cli, data, distribute, ista, models, rescale, stages, training
+from cifar10_prune import (cli, data, distribute, ista, models, precision, rescale, stages,
+                           training)
 from cifar10_prune.flags.train import define_train_flags
 from cifar10_prune.recalibrate import recalibrate_bn
 
@@ -30,11 +31,14 @@ def main(argv):
     spec = stages.spec_for_training(FLAGS.train_dir, version, FLAGS.model, FLAGS["model"].present)
     dataset = data.train_dataset(FLAGS.data_dir, FLAGS.batch_size, source=FLAGS.dataset_source)
 
+    policy = precision.policy_name(FLAGS.use_fp16)
+    print(precision.describe(policy))
     with strategy.scope():
-        model = models.build_model(spec, FLAGS.weight_decay)
+        model = models.build_model(spec, FLAGS.weight_decay, dtype_policy=policy)
         optimizer = ista.ISTA(training.learning_rate_schedule(FLAGS.learning_rate,
                                                               FLAGS.batch_size),
                               l1_penalty=FLAGS.l1_penalty, penalties=ista.penalties(model))
+        optimizer = precision.wrap_optimizer(optimizer, policy)  # loss scaling for float16 only
     trainer = training.Trainer(model, optimizer, train_dir, FLAGS.save_checkpoint_secs,
                                strategy=strategy)
     if trainer.workdir.chief:

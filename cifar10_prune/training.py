@@ -7,7 +7,7 @@ import time
 import keras
 import tensorflow as tf
 
-from cifar10_prune import distribute, ista, storage, summaries
+from cifar10_prune import distribute, ista, precision, storage, summaries
 from cifar10_prune.ema import ExponentialMovingAverage
 
 CHECKPOINT_NAME = "model.ckpt"
@@ -121,7 +121,10 @@ class Trainer:
             # The gamma-W rescaling factor in effect in the saved weights (1.0: none); see
             # rescale.py.
             self.gamma_rescale = tf.Variable(1.0, trainable=False, name="gamma_rescale")
-        self.checkpoint = make_checkpoint(model, self.ema, optimizer, self.gamma_rescale)
+        # A LossScaleOptimizer (float16) is saved as the optimizer it wraps, so that float32 and
+        # mixed-precision runs write and read the same checkpoint layout.
+        self.checkpoint = make_checkpoint(model, self.ema, precision.inner_optimizer(optimizer),
+                                          self.gamma_rescale)
         self.manager = checkpoint_manager(self.checkpoint, self.workdir.path)
         self._run = None
         self._dataset = self._iterator = None
@@ -206,7 +209,11 @@ class Trainer:
                                                   global_batch_size=batch_size)
                 if model.losses:  # resnet20's weight decay
                     loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
-            grads = tape.gradient(loss, model.trainable_variables)
+                # Loss scaling (float16 only): the identity unless optimizer is a
+                # LossScaleOptimizer, whose apply divides the gradients by the same scale
+                # before the ISTA step.
+                scaled_loss = optimizer.scale_loss(loss)
+            grads = tape.gradient(scaled_loss, model.trainable_variables)
             optimizer.apply(grads, model.trainable_variables)
             return loss
 

@@ -244,7 +244,7 @@ def test_bad_flag_value_exits_naming_the_flag(tmp_path):
 @pytest.mark.parametrize("args, name", [
     (["--l1_penalty=-0.1"], "l1_penalty"), (["--learning_rate=-1"], "learning_rate"),
     (["--batch_size=0"], "batch_size"), (["--model=vgg16"], "model"),
-    (["--gamma_rescale=0"], "gamma_rescale"), (["--use_fp16"], "use_fp16"),
+    (["--gamma_rescale=0"], "gamma_rescale"), (["--use_fp16=maybe"], "use_fp16"),
     (["--dataset_source=web"], "dataset_source"), (["--max_steps=-5"], "max_steps"),
 ])
 def test_train_flag_validation(args, name):
@@ -253,6 +253,29 @@ def test_train_flag_validation(args, name):
     define_train_flags(fv)
     with pytest.raises(flags.IllegalFlagValueError, match=name):
         fv(["train"] + args)
+
+
+def test_use_fp16_is_accepted():
+    from cifar10_prune.flags.train import define_train_flags
+    fv = flags.FlagValues()
+    define_train_flags(fv)
+    fv(["train", "--use_fp16"])
+    assert fv.use_fp16 is True
+
+
+def test_mixed_precision_train_then_float32_eval(tiny_data, tmp_path):
+    """--use_fp16 says which policy it picked (bfloat16: this machine has no GPU); its
+    checkpoints and the compressed stage it writes are read by the float32 eval."""
+    base = str(tmp_path / "mixed")
+    out = train(tiny_data, base, "--model", "cnn4", "--max_steps", 2, "--use_fp16",
+                "--l1_penalty", 0.5).stdout
+    assert re.search(r"^precision: mixed_bfloat16 \(--use_fp16: convolutions in bfloat16;",
+                     out, re.M)
+    assert [int(s) for s, _, _ in LINE.findall(out)] == [0]
+    assert "wrote stage 1" in out
+    for version in (0, 1):  # the mixed run's checkpoint, and the compressed stage
+        _, precision, loss = results(evaluate(tiny_data, base, "--checkpoint_version", version))
+        assert 0.0 <= float(precision) <= 1.0 and float(loss) > 0
 
 
 def test_flag_defaults_are_the_originals():
