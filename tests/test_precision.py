@@ -201,3 +201,43 @@ def test_float16_training_with_loss_scaling_on_cpu(tmp_path):
     again = _trainer(tmp_path, "float32", l1=50.0)
     assert again.restore().endswith("model.ckpt-2") and again.step == 2
     assert all(k.size == 0 for k in rebuild.kept_channels(again.model).values())
+
+
+def test_fused_batch_norm_gradients_against_numpy_and_bfloat16_inputs():
+    """PrunableBatchNorm trains through TF's fused kernel: its gradients against the float64
+    formulas, and for bfloat16 inputs the same float32 statistics as for float32 inputs."""
+    from cifar10_prune.layers import PrunableBatchNorm
+    rng = np.random.RandomState(1)
+    # bfloat16-representable inputs, so both precisions normalize the very same numbers.
+    x = tf.cast(tf.cast(rng.normal(1.0, 2.0, (6, 3, 3, 5)), tf.bfloat16), tf.float32).numpy()
+    w = rng.normal(size=x.shape).astype(np.float32)  # loss = sum(w * out)
+    gamma, beta = rng.normal(size=5).astype(np.float32), rng.normal(size=5).astype(np.float32)
+    results = {}
+    for policy in ("float32", "mixed_bfloat16"):
+        bn = PrunableBatchNorm(dtype=policy)
+        bn.build(x.shape)
+        bn.gamma.assign(gamma)
+        bn.beta.assign(beta)
+        inputs = tf.constant(x, dtype=bn.compute_dtype)
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            out = bn(inputs, training=True)
+            loss = tf.reduce_sum(tf.cast(out, tf.float32) * w)
+        grads = tape.gradient(loss, [inputs, bn.gamma, bn.beta])
+        assert out.dtype == bn.compute_dtype and grads[1].dtype == tf.float32
+        results[policy] = [tf.cast(t, tf.float32).numpy()
+                           for t in [out] + grads + [bn.moving_mean, bn.moving_variance]]
+    flat, wf = x.reshape(-1, 5).astype(np.float64), w.reshape(-1, 5).astype(np.float64)
+    sigma = np.sqrt(flat.var(0) + 0.001)
+    xhat = (flat - flat.mean(0)) / sigma
+    dx = gamma / sigma * (wf - wf.mean(0) - xhat * (wf * xhat).mean(0))
+    expected = [(xhat * gamma + beta).reshape(x.shape), dx.reshape(x.shape),
+                (wf * xhat).sum(0), wf.sum(0), 0.001 * flat.mean(0),
+                0.999 + 0.001 * flat.var(0, ddof=1)]
+    for got, want in zip(results["float32"], expected):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    mixed = results["mixed_bfloat16"]
+    for got, want in zip(mixed[-2:], results["float32"][-2:]):  # float32 statistics
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+    np.testing.assert_allclose(mixed[0], expected[0], rtol=2 ** -8, atol=1e-6)  # one rounding
+    np.testing.assert_allclose(mixed[2], expected[2], rtol=1e-2, atol=1e-2)  # gamma gradient
