@@ -9,9 +9,10 @@ that the swap computes the same thing (outputs and the unbiased moving variance)
 `Trainer.fit` step on dense resnet20 (batch 125, one in-memory batch, so no input pipeline) in
 four setups, interleaved: {current element-wise BN, fused BN} x {float32, mixed_bfloat16}.
 
-benchmark.py's profile shows why mixed precision gains little with the current BN: its
-float32 element-wise ops (Mul, Tile, Sum, SquaredDifference, Sub, Mean, ...) cost as much as in
-a float32 run, plus the casts, while only the convolutions get faster.
+The op-level profile of `mixed_precision.py` (next to this script) shows why mixed precision
+gains little with the current BN: its float32 element-wise ops (Mul, Tile, Sum,
+SquaredDifference, Sub, Mean, ...) cost as much as in a float32 run, plus the casts, while only
+the convolutions get faster.
 """
 import argparse
 import tempfile

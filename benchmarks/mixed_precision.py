@@ -1,0 +1,408 @@
+#!/usr/bin/env python
+"""Mixed precision (bfloat16) against float32 training speed on this machine, and why.
+
+    python benchmarks/mixed_precision.py --data_dir /tmp/cifar10_data    # full run, ~2-3 min
+    python benchmarks/mixed_precision.py --quick                         # smoke run
+
+What `--use_fp16` buys on a CPU, where it picks the "mixed_bfloat16" policy. On the same real
+training dataset (`data.train_dataset`, batch `--batch_size`) it measures, interleaved:
+
+  1. float32   images/s of our `training.Trainer.fit` on dense resnet20 with
+               `ista.ISTA(l1_penalty=0.005)` (the real training step: ISTA + EMA + weight decay),
+               the model built as `models.build_model(..., dtype_policy="float32")`;
+  2. mixed     the same with `dtype_policy="mixed_bfloat16"` (what `--use_fp16` trains with on
+               a CPU); 2/1 is their ratio, target >= 1.3 on a CPU with bfloat16 instructions;
+  3. matmul    the machine's float32 and bfloat16 `tf.matmul` rates (an n x n x n product,
+               `--matmul_size`), i.e. what 16-bit arithmetic can gain here at best;
+  4. share     the training runs' arithmetic rate as a share of the float32 matmul rate:
+               conv multiply-adds per image (`costs.conv_flops`) x 2 FLOPs x 3 (forward and the
+               two backward convolutions) x images/s / matmul FLOP/s. Convolutions only, so a
+               lower bound of the arithmetic done;
+
+and then, with `--profile_steps` > 0, runs a few steps of 1 and 2 under `tf.profiler` and
+reports the op time per step by op type, float32 against mixed: where the gain goes.
+
+Each training measurement times `--steps` steps (perf_counter around one fit call) after a
+warm-up fit (`--warmup_steps`, also pays for tracing). The three jobs are repeated `--rounds`
+times, in an order rotated every round, because the machine is shared and noisy; ratios are
+computed within each round (from measurements taken next to each other) and their median is
+reported. Threading is left at the TensorFlow defaults.
+
+`fused_bn_experiment.py`, next to this script, is the follow-up experiment: it swaps batch norm
+for TensorFlow's fused kernel (what the profile points at) and times the four combinations.
+
+Prints a Markdown table and writes everything (raw measurements, medians, per-round ratios, the
+profile, machine and versions) as JSON to `--output`.
+"""
+import argparse
+import collections
+import datetime
+import glob
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:  # benchmark.py's helpers, also when this file is imported
+    sys.path.insert(0, HERE)
+
+from benchmark import load_average, machine_info, median, progress, rotate  # noqa: E402
+
+TARGET_MIXED_VS_FP32 = 1.3  # mixed / float32 training images/s >= 1.3 (CPU with bfloat16)
+RUNS = (("ours_ista", "float32"), ("ours_mixed", "mixed_bfloat16"))  # JSON name, dtype policy
+
+# Defaults of a full run, and what --quick shrinks them to (explicit flags always win).
+FULL = dict(steps=30, warmup_steps=5, rounds=5, matmul_calls=10, profile_steps=10)
+QUICK = dict(steps=3, warmup_steps=1, rounds=2, matmul_calls=2, profile_steps=2)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data_dir", default="/tmp/cifar10_data",
+                   help="directory holding cifar-10-batches-bin/ (default %(default)s)")
+    p.add_argument("--batch_size", type=int, default=125, help="default %(default)s")
+    p.add_argument("--steps", type=int, help="timed training steps per measurement "
+                   "(default %d, --quick %d)" % (FULL["steps"], QUICK["steps"]))
+    p.add_argument("--warmup_steps", type=int, help="steps of the untimed warm-up fit of each "
+                   "run (default %d, --quick %d)" % (FULL["warmup_steps"], QUICK["warmup_steps"]))
+    p.add_argument("--rounds", type=int, help="interleaved repetitions of the float32, mixed "
+                   "and matmul measurements (default %d, --quick %d)"
+                   % (FULL["rounds"], QUICK["rounds"]))
+    p.add_argument("--matmul_size", type=int, default=2048,
+                   help="n of the n x n x n matmul timing the machine's float32 and bfloat16 "
+                   "rates (default %(default)s)")
+    p.add_argument("--matmul_calls", type=int, help="matmuls per dtype and round "
+                   "(default %d, --quick %d)" % (FULL["matmul_calls"], QUICK["matmul_calls"]))
+    p.add_argument("--profile_steps", type=int, help="after the rounds, steps of the float32 "
+                   "and the mixed run under tf.profiler, reported as op time by op type; 0 = off "
+                   "(default %d, --quick %d)" % (FULL["profile_steps"], QUICK["profile_steps"]))
+    p.add_argument("--l1_penalty", type=float, default=0.005,
+                   help="ISTA lambda of both training runs (default %(default)s)")
+    p.add_argument("--output", help="JSON results file (default benchmarks/results-mixed.json; "
+                   "benchmarks/results-mixed-quick.json with --quick, so a smoke run never "
+                   "overwrites a measurement)")
+    p.add_argument("--quick", action="store_true", help="few steps: a smoke run, not a "
+                   "measurement")
+    args = p.parse_args(argv)
+    for name, value in (QUICK if args.quick else FULL).items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    for name in ("batch_size", "steps", "warmup_steps", "rounds", "matmul_size", "matmul_calls"):
+        if getattr(args, name) < 1:
+            p.error("--%s must be >= 1" % name)
+    if args.profile_steps < 0:
+        p.error("--profile_steps must be >= 0")
+    if args.output is None:
+        args.output = os.path.join(
+            HERE, "results-mixed-quick.json" if args.quick else "results-mixed.json")
+    return args
+
+
+def cpu_bf16_flags():
+    """The CPU's bfloat16-related feature flags (e.g. avx512_bf16, amx_bf16), from /proc/cpuinfo."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return sorted(x for x in line.split(":", 1)[1].split() if "bf16" in x)
+    except OSError:
+        pass
+    return None
+
+
+def op_time_by_type(logdir):
+    """{op type: seconds} summed over every TF op event of the newest tf.profiler trace in
+    `logdir` (all threads, so the total can exceed wall time), or None if it cannot be read
+    (the XPlane proto module is internal to TensorFlow)."""
+    try:
+        from tensorflow.tsl.profiler.protobuf import xplane_pb2
+    except ImportError:
+        return None
+    files = sorted(glob.glob(os.path.join(logdir, "plugins", "profile", "*", "*.xplane.pb")))
+    if not files:
+        return None
+    space = xplane_pb2.XSpace()
+    with open(files[-1], "rb") as f:
+        space.ParseFromString(f.read())
+    seconds = collections.Counter()
+    for plane in space.planes:
+        for line in plane.lines:
+            for event in line.events:
+                name = plane.event_metadata[event.metadata_id].name
+                if ":" in name and "/" in name:  # a TF op: "scope/op_name:OpType"
+                    seconds[name.rsplit(":", 1)[1]] += event.duration_ps / 1e12
+    return dict(seconds)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # log noise only; no effect on speed
+
+    import numpy as np
+    import keras
+    import tensorflow as tf
+
+    from cifar10_prune import costs, data, ista, models, training
+    from cifar10_prune.spec import ArchSpec
+
+    bs, steps, warmup, mm = args.batch_size, args.steps, args.warmup_steps, args.matmul_size
+    started = datetime.datetime.now(datetime.timezone.utc)
+    load_start = load_average()
+    progress("mixed precision benchmark: batch %d, %d timed steps x %d rounds, warm-up %d%s"
+             % (bs, steps, args.rounds, warmup, " (--quick)" if args.quick else ""))
+    ds = data.train_dataset(args.data_dir, bs)  # one dataset object shared by both runs
+    tmp = tempfile.TemporaryDirectory(prefix="cifar10_prune_mixed-")
+
+    # ---- 1./2. our Trainer, float32 and mixed_bfloat16 ---------------------------------------
+    # As in benchmark.py (see the comment there): the timed window ends before the teardown of
+    # the tf.data iterator a fit call made, which can block for seconds on tf.data's autotuner.
+    # `Trainer` now keeps one iterator across fit calls, so after the warm-up it is ~0 anyway.
+    rate_pattern = re.compile(r"\(([0-9.]+) examples/sec")
+
+    class KeepIterators:
+        """Stands in for `ds` in `Trainer.fit` (which only calls `iter` on it) and keeps the
+        iterators it hands out alive until `release()`, so that their teardown is not timed."""
+
+        def __init__(self):
+            self.held = []
+
+        def __iter__(self):
+            it = iter(ds)
+            self.held.append(it)
+            return it
+
+        def release(self):
+            t0 = time.perf_counter()
+            self.held.clear()
+            return time.perf_counter() - t0
+
+    class Ours:
+        def __init__(self, name, dtype_policy):
+            self.name, self.logged, self.source = name, [], KeepIterators()
+            model = models.build_model(ArchSpec.dense("resnet20"), dtype_policy=dtype_policy)
+            optimizer = ista.ISTA(training.learning_rate_schedule(0.1, bs),
+                                  l1_penalty=args.l1_penalty, penalties=ista.penalties(model))
+            train_dir = os.path.join(tmp.name, name)
+            os.makedirs(train_dir)
+            self.trainer = training.Trainer(model, optimizer, train_dir,
+                                            save_checkpoint_secs=10 ** 9, log=self.logged.append)
+
+        def fit(self, num_steps):
+            self.logged.clear()
+            start = self.trainer.step
+            c0, t0 = time.process_time(), time.perf_counter()
+            # log_frequency 10**9: one compiled chunk per call, logged once, at its start.
+            self.trainer.fit(self.source, start + num_steps, 10 ** 9, bs)
+            dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+            teardown = self.source.release()
+            assert self.trainer.step == start + num_steps, (self.trainer.step, start, num_steps)
+            # Trainer's own logged rate: the compiled multi-step call only.
+            match = rate_pattern.search(self.logged[0]) if self.logged else None
+            return {"images_per_sec": num_steps * bs / dt, "seconds": dt,
+                    "in_loop_images_per_sec": float(match.group(1)) if match else None,
+                    "iterator_teardown_seconds": teardown,
+                    "cpu_ms_per_image": 1000.0 * cpu / (num_steps * bs)}
+
+    # ---- 3. the machine's matmul rates, float32 and bfloat16 ---------------------------------
+    matmul_inputs = {dt: tf.cast(tf.random.stateless_uniform((mm, mm), (1, 2)), dt)
+                     for dt in (tf.float32, tf.bfloat16)}
+    matmul_fn = tf.function(lambda a: tf.reduce_sum(tf.matmul(a, a)))  # 1 value fetched
+
+    def measure_matmul():
+        out = {}
+        for dt, a in matmul_inputs.items():
+            matmul_fn(a).numpy()  # traced and warm
+            t0 = time.perf_counter()
+            for _ in range(args.matmul_calls):
+                matmul_fn(a).numpy()
+            out[dt.name + "_gflops"] = 2.0 * mm ** 3 * args.matmul_calls / (
+                time.perf_counter() - t0) / 1e9
+        return out
+
+    # ---- the interleaved rounds -------------------------------------------------------------
+    progress("building and warming up (tracing) the float32 and the mixed training runs")
+    runners = [Ours(name, policy) for name, policy in RUNS]
+    warmup_seconds = {}
+    for runner in runners:
+        t0 = time.perf_counter()
+        runner.fit(warmup)
+        warmup_seconds[runner.name] = time.perf_counter() - t0
+        progress("  %s warm-up fit (%d steps, includes tracing): %.1f s"
+                 % (runner.name, warmup, warmup_seconds[runner.name]))
+
+    measurements = {name: [] for name, _ in RUNS}
+    measurements["matmul"] = []
+    jobs = [(r.name, (lambda r=r: r.fit(steps))) for r in runners] + [("matmul", measure_matmul)]
+    for rnd in range(args.rounds):
+        for name, job in rotate(jobs, rnd):
+            result = job()
+            result["round"] = rnd
+            measurements[name].append(result)
+            if name == "matmul":
+                progress("round %d  matmul     float32 %.1f, bfloat16 %.1f GFLOP/s"
+                         % (rnd + 1, result["float32_gflops"], result["bfloat16_gflops"]))
+            else:
+                progress("round %d  %-10s %9.1f images/s (in-loop %s)"
+                         % (rnd + 1, name, result["images_per_sec"],
+                            "%.1f" % result["in_loop_images_per_sec"]
+                            if result["in_loop_images_per_sec"] else "-"))
+
+    def rates(name, key="images_per_sec"):
+        return [m[key] for m in measurements[name]]
+
+    # ---- 4. ratios within each round, and the training runs' share of the matmul rates -------
+    train_flops_per_image = 2 * 3 * costs.conv_flops(runners[0].trainer.model)
+    fp32_mm, bf16_mm = rates("matmul", "float32_gflops"), rates("matmul", "bfloat16_gflops")
+
+    def share(run, matmul_gflops):
+        return [train_flops_per_image * r / 1e9 / g for r, g in zip(rates(run), matmul_gflops)]
+
+    ratios = {
+        "mixed_vs_fp32": [m / f for m, f in zip(rates("ours_mixed"), rates("ours_ista"))],
+        "in_loop_mixed_vs_fp32": [
+            m / f for m, f in zip(rates("ours_mixed", "in_loop_images_per_sec"),
+                                  rates("ours_ista", "in_loop_images_per_sec")) if m and f],
+        "cpu_time_fp32_vs_mixed": [f / m for f, m in zip(rates("ours_ista", "cpu_ms_per_image"),
+                                                         rates("ours_mixed", "cpu_ms_per_image"))],
+        "matmul_bf16_vs_fp32": [b / f for b, f in zip(bf16_mm, fp32_mm)],
+        "fp32_share_of_fp32_matmul": share("ours_ista", fp32_mm),
+        "mixed_share_of_fp32_matmul": share("ours_mixed", fp32_mm),
+        "mixed_share_of_bf16_matmul": share("ours_mixed", bf16_mm),
+    }
+    ratio_medians = {k: median(v) for k, v in ratios.items()}
+
+    # ---- where the time goes: op-level profile of a few steps of each ------------------------
+    profiles = {}
+    for runner in runners if args.profile_steps else ():
+        logdir = os.path.join(tmp.name, "profile_" + runner.name)
+        tf.profiler.experimental.start(logdir)
+        wall = runner.fit(args.profile_steps)["seconds"]
+        tf.profiler.experimental.stop()
+        by_type = op_time_by_type(logdir)
+        if by_type is None:
+            progress("  (could not read the profile of %s)" % runner.name)
+            continue
+        profiles[runner.name] = {"steps": args.profile_steps, "wall_seconds": wall,
+                                 "op_seconds_by_type": by_type}
+        progress("profiled %s: %d steps in %.2f s, %.2f s of op time"
+                 % (runner.name, args.profile_steps, wall, sum(by_type.values())))
+
+    # ---- report ------------------------------------------------------------------------------
+    med = {name: median(rates(name)) for name, _ in RUNS}
+    med_loop = {name: median([x for x in rates(name, "in_loop_images_per_sec") if x])
+                for name, _ in RUNS}
+    cpu_ms = {name: median(rates(name, "cpu_ms_per_image")) for name, _ in RUNS}
+    matmul_med = {"float32_gflops": median(fp32_mm), "bfloat16_gflops": median(bf16_mm)}
+    checks = {"mixed_vs_fp32": ratio_medians["mixed_vs_fp32"] >= TARGET_MIXED_VS_FP32}
+
+    def spread(values, fmt="%.0f"):
+        return (fmt + " to " + fmt) % (min(values), max(values)) if values else "-"
+
+    def pct(values):
+        return [100 * x for x in values]
+
+    lines = [
+        "| # | Measurement | median | range over rounds | target | result |",
+        "|---|---|---:|---:|---|---|",
+        "| 1 | Ours: `Trainer.fit`, float32, ISTA l1=%g (+EMA, weight decay), images/s "
+        "| %.1f | %s | | |"
+        % (args.l1_penalty, med["ours_ista"], spread(rates("ours_ista"), "%.1f")),
+        "| 2 | Ours: the same, `mixed_bfloat16` (`--use_fp16` on a CPU), images/s | %.1f | %s "
+        "| | |" % (med["ours_mixed"], spread(rates("ours_mixed"), "%.1f")),
+        "| 2/1 | Mixed / float32 training images/s | %.3f | %s | >= %.1f | %s |"
+        % (ratio_medians["mixed_vs_fp32"], spread(ratios["mixed_vs_fp32"], "%.3f"),
+           TARGET_MIXED_VS_FP32, "met" if checks["mixed_vs_fp32"] else "**missed**"),
+        "| 3 | Matmul %d^3, float32 / bfloat16 GFLOP/s | %.1f / %.1f | %s / %s | | |"
+        % (mm, matmul_med["float32_gflops"], matmul_med["bfloat16_gflops"],
+           spread(fp32_mm, "%.1f"), spread(bf16_mm, "%.1f")),
+        "| 3' | Matmul bfloat16 / float32 | %.2fx | %s | | |"
+        % (ratio_medians["matmul_bf16_vs_fp32"], spread(ratios["matmul_bf16_vs_fp32"], "%.2f")),
+        "| 4 | Training FLOP/s as a share of the float32 matmul rate: float32 / mixed "
+        "(%d FLOPs per image) | %.0f%% / %.0f%% | %s / %s | | |"
+        % (train_flops_per_image, 100 * ratio_medians["fp32_share_of_fp32_matmul"],
+           100 * ratio_medians["mixed_share_of_fp32_matmul"],
+           spread(pct(ratios["fp32_share_of_fp32_matmul"]), "%.0f%%"),
+           spread(pct(ratios["mixed_share_of_fp32_matmul"]), "%.0f%%")),
+        "| 4' | Mixed training FLOP/s as a share of the bfloat16 matmul rate | %.0f%% | %s | | |"
+        % (100 * ratio_medians["mixed_share_of_bf16_matmul"],
+           spread(pct(ratios["mixed_share_of_bf16_matmul"]), "%.0f%%")),
+    ]
+    diag = [
+        "- In-loop rates (the compiled training loop only, as `Trainer` logs it): float32 %.1f, "
+        "mixed %.1f images/s; mixed / float32 per round, median %s."
+        % (med_loop["ours_ista"], med_loop["ours_mixed"],
+           "%.3f" % ratio_medians["in_loop_mixed_vs_fp32"]
+           if ratio_medians["in_loop_mixed_vs_fp32"] else "-"),
+        "- Process CPU time (all threads) per training image, median: float32 %.2f ms, mixed "
+        "%.2f ms (float32 / mixed per round, median %.2fx; less sensitive than wall time to "
+        "other processes taking the CPUs)."
+        % (cpu_ms["ours_ista"], cpu_ms["ours_mixed"], ratio_medians["cpu_time_fp32_vs_mixed"]),
+        "- Per-round mixed / float32 wall-time ratios: %s."
+        % " ".join("%.3f" % x for x in ratios["mixed_vs_fp32"]),
+    ]
+    if len(profiles) == 2:
+        fp, mx = (profiles[name]["op_seconds_by_type"] for name, _ in RUNS)
+        top = sorted(set(fp) | set(mx), key=lambda k: -(fp.get(k, 0) + mx.get(k, 0)))[:14]
+        diag += ["", "Op time per training step by op type (tf.profiler, %d steps each, all "
+                 "threads), float32 vs mixed_bfloat16:" % args.profile_steps, "",
+                 "| op type | float32 ms | mixed ms | float32 / mixed |", "|---|---:|---:|---:|"]
+        for k in top + ["(all)"]:
+            a, b = ((sum(d.values()) if k == "(all)" else d.get(k, 0.0))
+                    * 1000.0 / args.profile_steps for d in (fp, mx))
+            diag.append("| %s | %.1f | %.1f | %s |" % (k, a, b, "%.2f" % (a / b) if a and b
+                                                       else "-"))
+    header = ("%s, %d CPUs (bfloat16 CPU flags: %s), batch %d, %d timed steps after %d warm-up, "
+              "median of %d interleaved rounds, TF %s / Keras %s%s"
+              % (started.strftime("%Y-%m-%d"), os.cpu_count(),
+                 ", ".join(cpu_bf16_flags() or ["none"]), bs, steps, warmup, args.rounds,
+                 tf.__version__, keras.__version__,
+                 ", QUICK (smoke run, not a measurement)" if args.quick else ""))
+    table, diag = "\n".join(lines), "\n".join(diag)
+    print()
+    print(header)
+    print()
+    print(table)
+    print()
+    print(diag)
+
+    result = {
+        "date_utc": started.isoformat(timespec="seconds"),
+        "seconds_total": round(
+            (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds(), 1),
+        "machine": dict(machine_info(), cpu_bf16_flags=cpu_bf16_flags(),
+                        load_average_start=load_start, load_average_end=load_average()),
+        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__,
+                     "numpy": np.__version__},
+        "config": dict(vars(args), dtype_policies=dict(RUNS),
+                       inter_op_threads=tf.config.threading.get_inter_op_parallelism_threads(),
+                       intra_op_threads=tf.config.threading.get_intra_op_parallelism_threads()),
+        "warmup_seconds": warmup_seconds,
+        "measurements": measurements,
+        "median_images_per_sec": med,
+        "median_in_loop_images_per_sec": med_loop,
+        "median_cpu_ms_per_image": cpu_ms,
+        "median_matmul_gflops": matmul_med,
+        "train_flops_per_image": train_flops_per_image,
+        "ratios_per_round": ratios,
+        "ratio_medians": ratio_medians,
+        "profiles": profiles,
+        "targets": {"mixed_vs_fp32_at_least": TARGET_MIXED_VS_FP32},
+        "targets_met": checks,
+        "markdown": header + "\n\n" + table + "\n\n" + diag + "\n",
+    }
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    with open(args.output + ".tmp", "w") as f:
+        json.dump(result, f, indent=2)
+        f.write("\n")
+    os.replace(args.output + ".tmp", args.output)
+    progress("wrote %s (%.0f s in all)" % (args.output, result["seconds_total"]))
+    tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
