@@ -255,41 +255,42 @@ class Trainer:
             self._iterator = iter(dataset)  # anything else is taken as already distributed
         iterator = self._iterator
         last_save = time.time()
-        while self.step < max_steps:
-            # A chunk runs up to the next multiple of log_frequency, so every chunk but a
-            # resumed run's first starts on a logged step; that first one is logged too.
-            step = self.step
-            num = min(log_frequency - step % log_frequency, max_steps - step)
-            lasso, fake, zeros = ista.sparsity(self.model)
-            lr = float(self.optimizer.learning_rate)
-            start = time.time()
-            try:
+        try:
+            while self.step < max_steps:
+                # A chunk runs up to the next multiple of log_frequency, so every chunk but a
+                # resumed run's first starts on a logged step; that first one is logged too.
+                step = self.step
+                num = min(log_frequency - step % log_frequency, max_steps - step)
+                lasso, fake, zeros = ista.sparsity(self.model)
+                lr = float(self.optimizer.learning_rate)
+                start = time.time()
                 first, last = (float(v) for v in self._run(iterator, tf.constant(num)))
-            except KeyboardInterrupt:
-                # The compiled chunk ran to its end before Python saw Ctrl-C: a consistent state.
-                path = self.save()
-                raise TrainingError("interrupted at step %d; saved %s, rerun the same command to "
-                                    "resume" % (self.step, path)) from None
-            duration = time.time() - start
-            if not (math.isfinite(first) and math.isfinite(last)):
-                good = self.manager.latest_checkpoint or "none yet"
-                bad = last if math.isfinite(first) else first
-                raise TrainingError("loss is %s at step %d; training stopped. The last good "
-                                    "checkpoint is %s" % (bad, self.step - 1, good))
-            self.log("%s: step %d, loss = %.2f, group lasso = %.2f, fake sparsity = %.2f, "
-                     "(%.1f examples/sec; %.3f sec/batch)"
-                     % (datetime.datetime.now(), step, first, lasso, fake,
-                        num * batch_size / duration, duration / num))
-            if zeros:
-                self.log(ista.format_zeros(zeros))
-            values = {"loss": first, "learning_rate": lr, "group_lasso": lasso,
-                      "fake_sparsity": fake}
-            values.update({"zero_gammas/" + u: z for u, (z, _) in zeros.items()})
-            with storage.writing("summaries to " + self.train_dir, "Checkpoints are intact."):
-                summaries.scalars(writer, step, values)
-            if time.time() - last_save >= self.save_checkpoint_secs:
-                self.save()
-                last_save = time.time()
+                duration = time.time() - start
+                if not (math.isfinite(first) and math.isfinite(last)):
+                    good = self.manager.latest_checkpoint or "none yet"
+                    bad = last if math.isfinite(first) else first
+                    raise TrainingError("loss is %s at step %d; training stopped. The last good "
+                                        "checkpoint is %s" % (bad, self.step - 1, good))
+                self.log("%s: step %d, loss = %.2f, group lasso = %.2f, fake sparsity = %.2f, "
+                         "(%.1f examples/sec; %.3f sec/batch)"
+                         % (datetime.datetime.now(), step, first, lasso, fake,
+                            num * batch_size / duration, duration / num))
+                if zeros:
+                    self.log(ista.format_zeros(zeros))
+                values = {"loss": first, "learning_rate": lr, "group_lasso": lasso,
+                          "fake_sparsity": fake}
+                values.update({"zero_gammas/" + u: z for u, (z, _) in zeros.items()})
+                with storage.writing("summaries to " + self.train_dir, "Checkpoints are intact."):
+                    summaries.scalars(writer, step, values)
+                if time.time() - last_save >= self.save_checkpoint_secs:
+                    self.save()
+                    last_save = time.time()
+        except KeyboardInterrupt:
+            # Python sees Ctrl-C between compiled chunks (a chunk runs to its end first), so
+            # the variables hold the state of a whole step, wherever in the loop it arrived.
+            path = self.save()
+            raise TrainingError("interrupted at step %d; saved %s, rerun the same command to "
+                                "resume" % (self.step, path)) from None
         if self.manager.latest_checkpoint != self.path(self.step):
             self.save()
         return self.step
