@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from keras import layers
 
-from cifar10_prune import ista, models, prune, surgery
+from cifar10_prune import ista, models, prune, rebuild, surgery
 from cifar10_prune.spec import ArchSpec
 
 SIZE = 16
@@ -71,7 +71,8 @@ def randomize(model, seed=0):
             layer.moving_mean.assign(rng.normal(0, 0.3, c))
             layer.moving_variance.assign(rng.uniform(0.5, 2.0, c))
             layer.beta.assign(rng.normal(0, 0.5, c))
-            layer.gamma.assign(rng.uniform(0.5, 1.5, c) * rng.choice([-1, 1], c))
+            if layer.scale:
+                layer.gamma.assign(rng.uniform(0.5, 1.5, c) * rng.choice([-1, 1], c))
     return model
 
 
@@ -227,6 +228,48 @@ def test_mobilenet_exact(beta_sign):
     assert slim.get_layer("dw").kernel.shape == (3, 3, 21, 1)
     assert slim.get_layer("project").kernel.shape == (1, 1, 21, 7)
     assert_same_function(dense, slim)
+
+
+# --- Concatenate: each input's channels at an offset ----------------------------------------
+
+def test_concatenate_offsets():
+    images = keras.Input((SIZE, SIZE, 3), name="images")
+    a = conv_bn(images, 4, "a")
+    b = conv_bn(images, 6, "b", kernel=1)
+    x = layers.Concatenate(name="cat")([a, b])
+    x = conv_bn(x, 5, "c", padding="valid")
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    dense = randomize(keras.Model(images, layers.Dense(3, name="logits")(x)))
+    groups = groups_by_name(dense)
+    assert groups["a_bn"].readers[0][0].name == "c" and groups["a_bn"].readers[0][1] == 0
+    assert groups["b_bn"].readers[0][0].name == "c" and groups["b_bn"].readers[0][1] == 4
+    zero(dense, {"a_bn": [1], "b_bn": [0, 5]}, +1)  # VALID reader: exact for any beta
+    slim = prune.compress(dense)
+    assert widths(slim, ["a", "b", "cat"]) == {"a": 3, "b": 4, "cat": 7}
+    kept = [0, 2, 3, 5, 6, 7, 8]  # of a's 0..3 and b's 4..9
+    np.testing.assert_array_equal(slim.get_layer("c").kernel.numpy(),
+                                  dense.get_layer("c").kernel.numpy()[:, :, kept])
+    assert_same_function(dense, slim)
+
+
+# --- the recipe's own models --------------------------------------------------------------------
+
+@pytest.mark.parametrize("beta_sign", [-1, +1])
+def test_resnet20_same_as_rebuild(beta_sign):
+    """On resnet20 the library API removes what the recipe's rebuild removes and computes the
+    same function (border over-correction included)."""
+    spec = ArchSpec.dense("resnet20")
+    keras.utils.set_random_seed(0)
+    dense = randomize(models.build_model(spec))
+    zero(dense, {"g1b0c0_bn": [0, 3], "g2b1c0_bn": range(5), "g3b2c0_bn": [7]}, beta_sign)
+    _, recipe = rebuild.compress(spec, dense)
+    slim = prune.compress(dense)
+    for layer in recipe.layers:
+        for a, b in zip(layer.weights, slim.get_layer(layer.name).weights):
+            np.testing.assert_allclose(b.numpy(), a.numpy(), atol=1e-6, err_msg=a.path)
+    images = np.random.RandomState(0).normal(size=(2, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_allclose(slim(images, training=False), recipe(images, training=False),
+                               atol=1e-5)
 
 
 # --- refusals ---------------------------------------------------------------------------------
