@@ -336,13 +336,15 @@ def explain(model):
             lines.append("%s: not prunable: %s" % (layer.name, analysis.notes[layer.name]))
             continue
         others = [bn.name for bn, _ in group.members if bn is not layer]
-        coupled = ("coupled with %s (%s); a channel goes only when its gamma is zero in all of "
-                   "them" % (", ".join(others), "; ".join(group.couplings))) if others else "alone"
+        coupled = "coupled with %s (%s)" % (", ".join(others), "; ".join(group.couplings))
+        if group.prunable:
+            coupled += "; a channel goes only when its gamma is zero in all of them"
+        coupled = coupled if others else "alone"
         readers = ", ".join(r.name for r, _ in group.readers) or "nothing"
         if group.prunable:
             lines.append("%s: prunable, %d channels, %s; read by %s"
                          % (layer.name, group.width, coupled, readers))
         else:
-            lines.append("%s: not prunable: %s; %s" % (layer.name, "; ".join(group.blockers),
-                                                        coupled))
+            lines.append("%s: not prunable: %s%s" % (layer.name, "; ".join(group.blockers),
+                                                      "; " + coupled if others else ""))
     return lines
