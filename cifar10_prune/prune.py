@@ -106,7 +106,8 @@ def compress(model, averages=None):
     for dense and VALID-conv readers and in the interior of SAME-conv readers; at SAME borders the
     zero padding means the channel contributed less, so the fold over-corrects there by the taps
     outside the image (bounded by |W| * |constant| summed over those taps; the paper's
-    approximation, as in `rebuild`). When a group's channels are all zero one is kept (a layer
+    approximation, as in `rebuild`; a ZeroPadding2D before a VALID reader counts as SAME
+    padding). When a group's channels are all zero one is kept (a layer
     with no channels is not supported here).
 
     Args:
