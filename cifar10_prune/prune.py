@@ -1,0 +1,267 @@
+"""Prune your own functional Keras model: ISTA weights for its batch-norm gammas, and the
+narrower model once gammas are exactly zero.
+
+    groups = prune.find_groups(model)          # what can be pruned, and what goes together
+    print("\\n".join(prune.explain(model)))     # why, batch norm by batch norm
+    model.compile(optimizer=ISTA(0.1, l1_penalty=0.005, penalties=prune.penalties(model)), ...)
+    model.fit(...)                             # gammas reach exactly zero
+    slim = prune.compress(model)               # same function in inference mode, fewer channels
+
+The groups come from `surgery` (see its docstring for the rules). `compress` builds the new
+model with `keras.models.clone_model` and a `clone_function` that gives each conv / dense layer
+its new `filters` / `units`: the graph, names and every other setting stay those of the original
+model, and the kept weights are copied in by variable name, sliced.
+"""
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+from cifar10_prune import ema
+from cifar10_prune.surgery import L, CHANNELWISE, analyze, explain, find_groups  # noqa: F401
+
+# rho_l is a "memory" cost in units of the input image, as costs.memory_cost: 1024 for 32x32.
+_ACTIVATIONS = (L.ReLU, L.LeakyReLU, L.ELU, L.Activation)
+
+
+def penalties(model):
+    """{gamma variable path: rho_l} for the member batch norms of every prunable group of
+    `model`, for `ista.ISTA(lr, l1_penalty=..., penalties=penalties(model))`.
+
+    rho_l is the paper's memory cost of one channel, as `costs.memory_cost` computes it:
+    (H_out*W_out + k_h*k_w*C_in + sum over the readers of C_next*k'_h*k'_w) / (H_in*W_in of the
+    model's input), so / 1024 for 32x32 images (a dense layer counts as a 1x1 conv on a 1x1
+    image; a depthwise conv's channel reads one input channel, k_h*k_w). In a coupled group the
+    readers are shared, so each member counts its own conv plus an equal share of the readers:
+    the members' rho then add up to the cost of the whole channel counted once, and a group of
+    one member gets exactly the formula above. Blocked groups get no penalty (it would shrink
+    gammas for nothing).
+    """
+    analysis = analyze(model)
+    pixels = _spatial(model.inputs[0].shape) if len(model.inputs[0].shape) == 4 else 1
+    rho = {}
+    for group in analysis.groups:
+        if not group.prunable:
+            continue
+        readers = sum(_reader_cost(layer) for layer, _ in group.readers)
+        for bn, _ in group.members:
+            own = _spatial(bn.output.shape) + _input_cost(analysis.source[bn.name])
+            rho[bn.gamma.path] = (own + readers / len(group.members)) / pixels
+    return rho
+
+
+def _spatial(shape):
+    return math.prod(shape[1:-1]) if len(shape) > 2 else 1
+
+
+def _input_cost(layer):
+    """k_h*k_w*C_in of the layer producing a member's channels (one input channel if depthwise)."""
+    if isinstance(layer, L.DepthwiseConv2D):
+        return math.prod(layer.kernel_size)
+    if isinstance(layer, L.Conv2D):
+        return math.prod(layer.kernel_size) * layer.input.shape[-1]
+    return layer.input.shape[-1]  # Dense
+
+
+def _reader_cost(layer):
+    if isinstance(layer, L.Conv2D):
+        return layer.filters * math.prod(layer.kernel_size)
+    return layer.units
+
+
+class MovingAverage(keras.callbacks.Callback):
+    """The TF1-style moving average of the trainable weights (`ema.ExponentialMovingAverage`,
+    decay 0.999 with warm-up), kept beside the model during `fit`, so ISTA's exact zeros in the
+    raw gammas survive. Pass `callback.averages()` to `compress` to keep the averaged weights, as
+    the recipe does."""
+
+    def __init__(self, decay=ema.DECAY):
+        super().__init__()
+        self.decay = decay
+        self.ema = None
+
+    def on_train_begin(self, logs=None):
+        if self.ema is None:  # a second fit continues the same averages
+            self.ema = ema.ExponentialMovingAverage(self.model.trainable_variables, self.decay)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.ema.update(self.model.optimizer.iterations)
+
+    def averages(self):
+        """{variable path: averaged value}."""
+        return self.ema.averages()
+
+
+def compress(model, averages=None):
+    """A new, narrower functional model computing what `model` computes in inference mode.
+
+    In every prunable group (`find_groups`), channel c is removed when its raw gamma is exactly
+    zero in all the group's member batch norms: from the producing convs / dense layers, the
+    member batch norms, the depthwise convs and other per-channel layers of the group, and as an
+    input channel of every reader. A removed channel is a constant at its readers (the member's
+    beta through the activations, pooling and sums on the way); what it added to a reader's
+    output is folded into the reader's bias if it has one, else into the moving mean of the
+    batch norm that alone reads the reader, else into a bias the new reader gets. This is exact
+    for dense and VALID-conv readers and in the interior of SAME-conv readers; at SAME borders the
+    zero padding means the channel contributed less, so the fold over-corrects there by the taps
+    outside the image (bounded by |W| * |constant| summed over those taps; the paper's
+    approximation, as in `rebuild`; a ZeroPadding2D before a VALID reader counts as SAME
+    padding). When a group's channels are all zero one is kept (a layer
+    with no channels is not supported here).
+
+    Args:
+      model: a functional Keras model; its raw gammas decide which channels go.
+      averages: optional {variable path: value} to take the weights from instead of the raw
+        variables (e.g. `MovingAverage.averages()`).
+
+    Returns:
+      The new model (same layer names); `model` is not changed.
+    """
+    analysis = analyze(model)
+    values = {v.path: ops.convert_to_numpy(v) for v in model.weights}
+    values.update(averages or {})
+
+    out_mask, in_mask = {}, {}
+    for group in analysis.groups:
+        if not group.prunable:
+            continue
+        zero = np.ones(group.width, bool)
+        for bn, offset in group.members:
+            zero &= ops.convert_to_numpy(bn.gamma)[offset:offset + group.width] == 0
+        if zero.all():
+            zero[0] = False
+        removed = np.flatnonzero(zero)
+        for layer, offset in group.producers + group.members + group.channelwise:
+            _mask(out_mask, layer, _width(layer))[offset + removed] = False
+        for layer, offset in group.readers:
+            _mask(in_mask, layer, layer.input.shape[-1])[offset + removed] = False
+
+    new_bias = _fold(model, analysis, values, in_mask)
+
+    def clone(layer):
+        config = layer.get_config()
+        if layer.name in out_mask and isinstance(layer, L.Conv2D):
+            config["filters"] = int(out_mask[layer.name].sum())
+        elif layer.name in out_mask and isinstance(layer, L.Dense):
+            config["units"] = int(out_mask[layer.name].sum())
+        if layer.name in new_bias:
+            config["use_bias"] = True
+        return layer.__class__.from_config(config)
+
+    slim = keras.models.clone_model(model, clone_function=clone)
+    for layer in model.operations:
+        if not layer.weights:
+            continue
+        target = slim.get_layer(layer.name)
+        old = {v.name: values[v.path] for v in layer.weights}
+        if layer.name in new_bias:
+            old["bias"] = new_bias[layer.name]
+        for var in target.weights:
+            var.assign(_slice(layer, var.name, old[var.name], in_mask.get(layer.name),
+                              out_mask.get(layer.name)))
+    return slim
+
+
+def _mask(masks, layer, width):
+    if layer.name not in masks:
+        masks[layer.name] = np.ones(width, bool)
+    return masks[layer.name]
+
+
+def _width(layer):
+    if isinstance(layer, L.BatchNormalization):
+        return layer.moving_mean.shape[0]
+    return layer.output.shape[-1]
+
+
+def _slice(layer, name, value, keep_in, keep_out):
+    """`value` of variable `name` of `layer` without the removed input / output channels."""
+    if isinstance(layer, L.DepthwiseConv2D):
+        # kernel (k_h, k_w, channels, 1), bias (channels,): its channels are its output's
+        keep = keep_out
+        return value if keep is None else (value[:, :, keep] if value.ndim == 4 else value[keep])
+    if isinstance(layer, (L.Conv2D, L.Dense)) and name == "kernel":
+        if keep_in is not None:
+            value = np.compress(keep_in, value, axis=-2)
+        if keep_out is not None:
+            value = value[..., keep_out]
+        return value
+    if keep_out is not None and value.ndim == 1:  # bias, or a batch norm's per-channel vectors
+        return value[keep_out]
+    return value
+
+
+def _fold(model, analysis, values, in_mask):
+    """Fold each reader's removed input channels (constants) into its bias or the next BN's
+    moving mean (updating `values`); returns {reader name: bias} for readers that need a new
+    bias."""
+    constants = _constants(model, analysis, values)
+    new_bias = {}
+    for name, keep in in_mask.items():
+        if keep.all():
+            continue
+        layer = model.get_layer(name)
+        constant = constants[id(layer.input)][~keep]
+        if not np.all(np.isfinite(constant)):
+            raise ValueError("cannot fold the removed input channels of %s: they are not constant "
+                             "there (report this: the group analysis should have blocked them)"
+                             % name)
+        kernel = values[layer.kernel.path]
+        # The removed channels added sum over the kernel window (all of it: exact away from SAME
+        # borders) of W[..., c, o] * constant_c to output o.
+        removed = np.compress(~keep, kernel, axis=-2)
+        shift = np.einsum("kco,c->o", removed.reshape((-1,) + removed.shape[-2:]), constant)
+        after = analysis.consumers[name]
+        if layer.use_bias:
+            values[layer.bias.path] = values[layer.bias.path] + shift
+        elif len(after) == 1 and isinstance(after[0], L.BatchNormalization) and \
+                after[0].axis in (-1, len(layer.output.shape) - 1):
+            path = after[0].moving_mean.path
+            values[path] = values[path] - shift  # BN(x + s) with mean m is BN(x) with mean m - s
+        else:
+            new_bias[name] = shift
+    return new_bias
+
+
+def _constants(model, analysis, values):
+    """{id(tensor): per-channel value of its constant channels in inference mode (NaN where a
+    channel is not known to be constant)}: a batch norm with gamma exactly zero outputs beta, and
+    the layers a group's channels pass through map constants as below."""
+    out = {}
+    for tensor in model.inputs:
+        out[id(tensor)] = np.full(tensor.shape[-1], np.nan)
+    for node in analysis.nodes:
+        layer = node.operation
+        inputs = [out[id(t)] for t in node.input_tensors]
+        tensor = node.outputs[0]
+        if isinstance(layer, L.BatchNormalization) and len(inputs) == 1:
+            value = _bn_constant(layer, inputs[0], values)
+        elif isinstance(layer, L.Add):
+            value = np.sum(inputs, axis=0)
+        elif isinstance(layer, L.Concatenate) and layer.axis in (-1, len(tensor.shape) - 1):
+            value = np.concatenate(inputs)
+        elif isinstance(layer, _ACTIVATIONS):
+            x = np.nan_to_num(inputs[0]).astype("float32")
+            x = x.reshape((1,) * (len(node.input_tensors[0].shape) - 1) + x.shape)
+            value = ops.convert_to_numpy(layer(x)).reshape(-1).astype(float)
+            value[np.isnan(inputs[0])] = np.nan
+        elif isinstance(layer, CHANNELWISE):
+            value = inputs[0]  # pooling, dropout, padding: a constant channel stays (inside)
+        else:
+            value = np.full(tensor.shape[-1], np.nan)
+        out[id(tensor)] = value
+    return out
+
+
+def _bn_constant(bn, x, values):
+    def get(var, default):
+        return values[var.path].astype(float) if var is not None else default
+    gamma = get(bn.gamma, 1.0)
+    beta = get(bn.beta, 0.0)
+    mean, variance = get(bn.moving_mean, 0.0), get(bn.moving_variance, 1.0)
+    y = gamma * (x - mean) / np.sqrt(variance + bn.epsilon) + beta
+    if bn.gamma is not None:
+        # Exactly zero gamma (the raw variable decides, as in compress): beta, whatever x is.
+        y = np.where(ops.convert_to_numpy(bn.gamma) == 0, beta, y)
+    return y

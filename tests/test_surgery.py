@@ -1,0 +1,349 @@
+"""The library API (surgery + prune) on tiny VGG-, ResNet- and MobileNetV2-style models: the
+compressed model against the uncompressed one with the same gammas zeroed."""
+import keras
+import numpy as np
+import pytest
+from keras import layers
+
+from cifar10_prune import ista, models, prune, rebuild, surgery
+from cifar10_prune.spec import ArchSpec
+
+SIZE = 16
+IMAGES = np.random.RandomState(42).normal(size=(4, SIZE, SIZE, 3)).astype(np.float32)
+
+
+def conv_bn(x, filters, name, kernel=3, strides=1, padding="same", act="relu"):
+    x = layers.Conv2D(filters, kernel, strides=strides, padding=padding, use_bias=False,
+                      name=name)(x)
+    x = layers.BatchNormalization(name=name + "_bn")(x)
+    if act == "relu":
+        x = layers.ReLU(name=name + "_relu")(x)
+    elif act == "relu6":
+        x = layers.ReLU(6.0, name=name + "_relu")(x)
+    return x
+
+
+def vgg(padding="same", lambda_after=None):
+    images = keras.Input((SIZE, SIZE, 3), name="images")
+    x = images
+    for i, width in enumerate((8, 12, 16), start=1):
+        x = conv_bn(x, width, "conv%d" % i, padding="same" if i == 1 else padding)
+        if lambda_after == i:
+            x = layers.Lambda(lambda t: t * 2.0, name="scale")(x)
+        x = layers.MaxPooling2D(2, padding="same", name="pool%d" % i)(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    return keras.Model(images, layers.Dense(10, name="logits")(x), name="vgg")
+
+
+def resnet():
+    images = keras.Input((SIZE, SIZE, 3), name="images")
+    x = conv_bn(images, 8, "stem")
+    h = conv_bn(x, 8, "b1c1")
+    h = conv_bn(h, 8, "b1c2", act=None)
+    x = layers.ReLU(name="b1_relu")(layers.Add(name="b1_add")([x, h]))
+    h = conv_bn(x, 16, "b2c1", strides=2)
+    h = conv_bn(h, 16, "b2c2", act=None)
+    s = conv_bn(x, 16, "b2short", kernel=1, strides=2, act=None)
+    x = layers.ReLU(name="b2_relu")(layers.Add(name="b2_add")([s, h]))
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    return keras.Model(images, layers.Dense(10, name="logits")(x), name="resnet")
+
+
+def mobilenet_block():
+    images = keras.Input((SIZE, SIZE, 3), name="images")
+    x = conv_bn(images, 8, "stem", act="relu6")
+    h = conv_bn(x, 24, "expand", kernel=1, act="relu6")
+    h = layers.DepthwiseConv2D(3, padding="same", use_bias=False, name="dw")(h)
+    h = layers.BatchNormalization(name="dw_bn")(h)
+    h = layers.ReLU(6.0, name="dw_relu")(h)
+    h = conv_bn(h, 8, "project", kernel=1, act=None)
+    x = layers.Add(name="add")([x, h])
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    return keras.Model(images, layers.Dense(10, name="logits")(x), name="mobilenet")
+
+
+def randomize(model, seed=0):
+    """Random BN parameters and statistics (a fresh init is too tame to catch mistakes)."""
+    rng = np.random.RandomState(seed)
+    for layer in model.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            c = layer.moving_mean.shape[0]
+            layer.moving_mean.assign(rng.normal(0, 0.3, c))
+            layer.moving_variance.assign(rng.uniform(0.5, 2.0, c))
+            layer.beta.assign(rng.normal(0, 0.5, c))
+            if layer.scale:
+                layer.gamma.assign(rng.uniform(0.5, 1.5, c) * rng.choice([-1, 1], c))
+    return model
+
+
+def zero(model, chosen, beta_sign, seed=1):
+    """gamma = 0 for channels `chosen[bn name]`, with betas of sign `beta_sign`."""
+    rng = np.random.RandomState(seed)
+    for name, idx in chosen.items():
+        bn = model.get_layer(name)
+        idx = np.asarray(idx, int)
+        gamma, beta = bn.gamma.numpy(), bn.beta.numpy()
+        gamma[idx] = 0.0
+        beta[idx] = beta_sign * rng.uniform(0.1, 1.0, idx.size)
+        bn.gamma.assign(gamma)
+        bn.beta.assign(beta)
+
+
+def assert_same_function(dense, slim, tol=1e-5):
+    a, b = dense(IMAGES, training=False).numpy(), slim(IMAGES, training=False).numpy()
+    np.testing.assert_allclose(b, a, rtol=tol, atol=tol * max(1.0, np.abs(a).max()))
+
+
+def widths(model, names):
+    return {n: model.get_layer(n).output.shape[-1] for n in names}
+
+
+def groups_by_name(model):
+    return {g.name: g for g in surgery.find_groups(model)}
+
+
+# --- VGG-style: one group per conv ---------------------------------------------------------
+
+def test_vgg_groups():
+    groups = groups_by_name(vgg())
+    assert set(groups) == {"conv1_bn", "conv2_bn", "conv3_bn"}
+    assert [r.name for r, _ in groups["conv1_bn"].readers] == ["conv2"]
+    assert [r.name for r, _ in groups["conv3_bn"].readers] == ["logits"]
+    assert all(g.prunable and len(g.members) == 1 for g in groups.values())
+
+
+@pytest.mark.parametrize("padding, beta_sign", [("same", -1), ("valid", +1)])
+def test_vgg_exact(padding, beta_sign):
+    # Negative betas: ReLU kills the removed channels, nothing to fold. Positive betas with VALID
+    # readers (and the dense layer after global pooling): the fold covers the whole window.
+    dense = randomize(vgg(padding))
+    zero(dense, {"conv1_bn": [0, 3], "conv2_bn": [1, 5, 7], "conv3_bn": [2, 4, 6, 8]}, beta_sign)
+    slim = prune.compress(dense)
+    assert widths(slim, ["conv1", "conv2", "conv3"]) == {"conv1": 6, "conv2": 9, "conv3": 12}
+    assert slim.get_layer("logits").kernel.shape == (12, 10)
+    assert slim.count_params() < dense.count_params()
+    assert_same_function(dense, slim)
+
+
+def assert_border_bound(dense, slim, reader, removed, constant):
+    """At the BN after SAME conv `reader`, whose input channels `removed` were constants
+    `constant`: slim equals dense inside, and at the border differs by at most
+    |gamma_o| / sqrt(var_o + eps) * sum |W[., ., c, o]| |constant_c|."""
+    bn = dense.get_layer(reader + "_bn")
+    kernel = dense.get_layer(reader).kernel.numpy()[:, :, removed, :]
+    scale = np.abs(bn.gamma.numpy()) / np.sqrt(bn.moving_variance.numpy() + bn.epsilon)
+    bound = scale * np.einsum("hwco,c->o", np.abs(kernel), np.abs(constant))
+    out = [keras.Model(m.input, m.get_layer(bn.name).output)(IMAGES, training=False).numpy()
+           for m in (dense, slim)]
+    diff = np.abs(out[1] - out[0])
+    np.testing.assert_allclose(diff[:, 1:-1, 1:-1], 0, atol=1e-5 * np.abs(out[0]).max())
+    assert np.all(diff <= bound + 1e-5)
+    assert diff.max() > 1e-3  # the border really differs: the check has teeth
+
+
+def test_vgg_same_border_bound():
+    dense = randomize(vgg("same"))
+    removed = [1, 5, 7]
+    zero(dense, {"conv2_bn": removed}, +1)
+    slim = prune.compress(dense)
+    constant = np.maximum(dense.get_layer("conv2_bn").beta.numpy()[removed], 0)
+    assert_border_bound(dense, slim, "conv3", removed, constant)
+
+
+def test_nothing_zero_is_identity():
+    dense = randomize(resnet())
+    slim = prune.compress(dense)
+    assert slim.count_params() == dense.count_params()
+    assert_same_function(dense, slim)
+
+
+# --- ResNet-style: blocks coupled through Add ----------------------------------------------
+
+def test_resnet_groups_and_explain():
+    model = resnet()
+    groups = groups_by_name(model)
+    stem = groups["stem_bn"]
+    assert {bn.name for bn, _ in stem.members} == {"stem_bn", "b1c2_bn"}
+    assert {r.name for r, _ in stem.readers} == {"b1c1", "b2c1", "b2short"}
+    out = groups[[n for n in groups if "b2" in n and n != "b2c1_bn"][0]]
+    assert {bn.name for bn, _ in out.members} == {"b2c2_bn", "b2short_bn"}
+    assert [r.name for r, _ in out.readers] == ["logits"]
+    assert len(groups) == 4
+    lines = {line.split(":")[0]: line for line in prune.explain(model)}
+    assert "coupled with b1c2_bn" in lines["stem_bn"] and "b1_add" in lines["stem_bn"]
+    assert "alone" in lines["b1c1_bn"]
+
+
+@pytest.mark.parametrize("beta_sign", [-1, +1])
+def test_resnet_coupled(beta_sign):
+    dense = randomize(resnet())
+    # stem group: 1, 4 zero in both members (go), 6 only in stem_bn (stays);
+    # output group: 0, 3, 5 in both (go), 9 only in the shortcut (stays).
+    chosen = {"stem_bn": [1, 4, 6], "b1c2_bn": [1, 4], "b1c1_bn": [2],
+              "b2c2_bn": [0, 3, 5], "b2short_bn": [0, 3, 5, 9]}
+    zero(dense, chosen, -1)
+    if beta_sign > 0:
+        # Positive betas only where every reader is exact (the dense layer after pooling).
+        zero(dense, {"b2c2_bn": [0, 3, 5], "b2short_bn": [0, 3, 5]}, +1)
+    slim = prune.compress(dense)
+    assert widths(slim, ["stem", "b1c1", "b1c2", "b2c1", "b2c2", "b2short"]) == {
+        "stem": 6, "b1c1": 7, "b1c2": 6, "b2c1": 16, "b2c2": 13, "b2short": 13}
+    assert slim.get_layer("b2c1").kernel.shape == (3, 3, 6, 16)
+    assert slim.get_layer("logits").kernel.shape == (13, 10)
+    assert_same_function(dense, slim)
+
+
+def test_resnet_positive_betas_same_border_bound():
+    """Removed stem channels with positive betas reach SAME readers: the first one (b1c1) is
+    exact inside and bounded at the border (later layers spread the border difference)."""
+    dense = randomize(resnet())
+    removed = [1, 4]
+    zero(dense, {"stem_bn": removed, "b1c2_bn": removed}, +1)
+    slim = prune.compress(dense)
+    assert widths(slim, ["stem", "b1c2"]) == {"stem": 6, "b1c2": 6}
+    constant = np.maximum(dense.get_layer("stem_bn").beta.numpy()[removed], 0)
+    assert_border_bound(dense, slim, "b1c1", removed, constant)
+
+
+# --- MobileNetV2-style: depthwise and inverted residual --------------------------------------
+
+def test_mobilenet_groups():
+    groups = groups_by_name(mobilenet_block())
+    assert {bn.name for bn, _ in groups["stem_bn"].members} == {"stem_bn", "project_bn"}
+    assert {bn.name for bn, _ in groups["expand_bn"].members} == {"expand_bn", "dw_bn"}
+    assert [l.name for l, _ in groups["expand_bn"].channelwise] == ["dw"]
+    assert [r.name for r, _ in groups["expand_bn"].readers] == ["project"]
+    assert {r.name for r, _ in groups["stem_bn"].readers} == {"expand", "logits"}
+
+
+@pytest.mark.parametrize("beta_sign", [-1, +1])
+def test_mobilenet_exact(beta_sign):
+    # Every reader is a 1x1 conv or the dense layer, so folding is exact for any beta.
+    dense = randomize(mobilenet_block())
+    zero(dense, {"expand_bn": [0, 5, 7, 10], "dw_bn": [0, 5, 10],
+                 "stem_bn": [2], "project_bn": [2, 3]}, beta_sign)
+    slim = prune.compress(dense)
+    assert widths(slim, ["stem", "expand", "dw", "project"]) == {
+        "stem": 7, "expand": 21, "dw": 21, "project": 7}
+    assert slim.get_layer("dw").kernel.shape == (3, 3, 21, 1)
+    assert slim.get_layer("project").kernel.shape == (1, 1, 21, 7)
+    assert_same_function(dense, slim)
+
+
+# --- Concatenate: each input's channels at an offset ----------------------------------------
+
+def test_concatenate_offsets():
+    images = keras.Input((SIZE, SIZE, 3), name="images")
+    a = conv_bn(images, 4, "a")
+    b = conv_bn(images, 6, "b", kernel=1)
+    x = layers.Concatenate(name="cat")([a, b])
+    x = conv_bn(x, 5, "c", padding="valid")
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    dense = randomize(keras.Model(images, layers.Dense(3, name="logits")(x)))
+    groups = groups_by_name(dense)
+    assert groups["a_bn"].readers[0][0].name == "c" and groups["a_bn"].readers[0][1] == 0
+    assert groups["b_bn"].readers[0][0].name == "c" and groups["b_bn"].readers[0][1] == 4
+    zero(dense, {"a_bn": [1], "b_bn": [0, 5]}, +1)  # VALID reader: exact for any beta
+    slim = prune.compress(dense)
+    assert widths(slim, ["a", "b", "cat"]) == {"a": 3, "b": 4, "cat": 7}
+    kept = [0, 2, 3, 5, 6, 7, 8]  # of a's 0..3 and b's 4..9
+    np.testing.assert_array_equal(slim.get_layer("c").kernel.numpy(),
+                                  dense.get_layer("c").kernel.numpy()[:, :, kept])
+    assert_same_function(dense, slim)
+
+
+# --- the recipe's own models --------------------------------------------------------------------
+
+@pytest.mark.parametrize("beta_sign", [-1, +1])
+def test_resnet20_same_as_rebuild(beta_sign):
+    """On resnet20 the library API removes what the recipe's rebuild removes and computes the
+    same function (border over-correction included)."""
+    spec = ArchSpec.dense("resnet20")
+    keras.utils.set_random_seed(0)
+    dense = randomize(models.build_model(spec))
+    zero(dense, {"g1b0c0_bn": [0, 3], "g2b1c0_bn": range(5), "g3b2c0_bn": [7]}, beta_sign)
+    _, recipe = rebuild.compress(spec, dense)
+    slim = prune.compress(dense)
+    for layer in recipe.layers:
+        for a, b in zip(layer.weights, slim.get_layer(layer.name).weights):
+            np.testing.assert_allclose(b.numpy(), a.numpy(), atol=1e-6, err_msg=a.path)
+    images = np.random.RandomState(0).normal(size=(2, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_allclose(slim(images, training=False), recipe(images, training=False),
+                               atol=1e-5)
+
+
+# --- refusals ---------------------------------------------------------------------------------
+
+def test_lambda_in_channel_path_is_one_line_error():
+    with pytest.raises(ValueError) as error:
+        surgery.find_groups(vgg(lambda_after=2))
+    message = str(error.value)
+    assert "'scale'" in message and "Lambda" in message and "\n" not in message
+
+
+def test_flatten_and_output_block():
+    images = keras.Input((8, 8, 3))
+    x = conv_bn(images, 4, "a")
+    y = conv_bn(x, 5, "b", act=None)
+    flat = layers.Dense(3, name="head")(layers.Flatten(name="flat")(x))
+    model = keras.Model(images, [flat, y])
+    groups = groups_by_name(model)
+    assert "Flatten 'flat'" in groups["a_bn"].blockers[0]
+    assert "model output" in groups["b_bn"].blockers[0]
+    assert prune.penalties(model) == {}
+    lines = prune.explain(model)
+    assert any(l.startswith("a_bn: not prunable") and "flat" in l for l in lines)
+
+
+# --- penalties and training -------------------------------------------------------------------
+
+def test_penalties_match_recipe_on_resnet20():
+    """On resnet20 (32x32) the only prunable groups are the c0 units (the block outputs' batch
+    norms have no gamma), and rho equals what the recipe assigns with costs.memory_cost."""
+    model = models.build_model(ArchSpec.dense("resnet20"))
+    assert prune.penalties(model) == pytest.approx(ista.penalties(model), rel=1e-12)
+    assert len(prune.penalties(model)) == 9
+
+
+def test_penalties_hand_counted_coupled():
+    rho = prune.penalties(resnet())
+    pixels = SIZE * SIZE
+    # b1c1: 16x16 output, 3x3x8 input, read by b1c2 (8 filters 3x3).
+    assert rho["b1c1_bn/gamma"] == pytest.approx((256 + 72 + 72) / pixels)
+    # stem group: readers b1c1 (8*9) + b2c1 (16*9) + b2short (16*1), shared by two members.
+    readers = (72 + 144 + 16) / 2
+    assert rho["stem_bn/gamma"] == pytest.approx((256 + 27 + readers) / pixels)
+    assert rho["b1c2_bn/gamma"] == pytest.approx((256 + 72 + readers) / pixels)
+    assert rho["b2short_bn/gamma"] == pytest.approx((64 + 8 + 10 / 2) / pixels)
+
+
+def test_fit_with_ista_zeroes_gammas_then_compress():
+    keras.utils.set_random_seed(0)
+    images = keras.Input((8, 8, 3))
+    x = conv_bn(images, 8, "c1")
+    x = conv_bn(x, 8, "c2", kernel=1)  # 1x1 reader and dense reader: compress is exact
+    x = layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(images, layers.Dense(4, name="logits")(x))
+    for name in ("c1_bn", "c2_bn"):  # spread gammas, so that some reach zero and some do not
+        model.get_layer(name).gamma.assign(np.linspace(0.1, 1.5, 8))
+    rho = prune.penalties(model)
+    assert set(rho) == {"c1_bn/gamma", "c2_bn/gamma"}
+    model.compile(optimizer=ista.ISTA(0.1, l1_penalty=0.5, penalties=rho),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    rng = np.random.RandomState(0)
+    data = rng.normal(size=(32, 8, 8, 3)).astype("float32"), rng.randint(0, 4, 32)
+    average = prune.MovingAverage()
+    model.fit(*data, batch_size=8, epochs=2, verbose=0, callbacks=[average])
+    gammas = {n: model.get_layer(n).gamma.numpy() for n in ("c1_bn", "c2_bn")}
+    for gamma in gammas.values():
+        assert 0 < np.sum(gamma == 0) < gamma.size
+    slim = prune.compress(model)
+    for name in ("c1", "c2"):
+        assert slim.get_layer(name).filters == np.sum(gammas[name + "_bn"] != 0)
+    x = data[0][:4]
+    np.testing.assert_allclose(slim(x, training=False), model(x, training=False), atol=1e-5)
+    # The averaged weights are what the slim model holds when asked for them.
+    averaged = prune.compress(model, averages=average.averages())
+    keep = np.flatnonzero(gammas["c1_bn"] != 0)
+    np.testing.assert_allclose(averaged.get_layer("c1_bn").gamma.numpy(),
+                               average.averages()["c1_bn/gamma"][keep])
