@@ -28,8 +28,9 @@ times, in an order rotated every round, because the machine is shared and noisy;
 computed within each round (from measurements taken next to each other) and their median is
 reported. Threading is left at the TensorFlow defaults.
 
-`fused_bn_experiment.py`, next to this script, is the follow-up experiment: it swaps batch norm
-for TensorFlow's fused kernel (what the profile points at) and times the four combinations.
+The profile of the first version of this measurement pointed at batch norm (a dozen float32
+element-wise ops per layer, no faster under mixed precision); `PrunableBatchNorm` has since
+trained through TensorFlow's fused kernel (see benchmarks/README.md).
 
 Prints a Markdown table and writes everything (raw measurements, medians, per-round ratios, the
 profile, machine and versions) as JSON to `--output`.
