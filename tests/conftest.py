@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 
@@ -35,3 +36,28 @@ def run_cli(module, *args, check=True, env=None):
         raise AssertionError("%s %s failed (%d):\n%s\n%s" % (module, args, proc.returncode,
                                                           proc.stdout, proc.stderr[-4000:]))
     return proc
+
+
+def randomize_batch_norms(model, seed=0):
+    """Give every batch norm of `model` random statistics, beta and gamma (of both signs), and
+    return it: a freshly built one is almost the identity, too tame to catch mistakes."""
+    rng = np.random.RandomState(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            c = layer.moving_mean.shape[0]
+            layer.moving_mean.assign(rng.normal(0, 0.3, c))
+            layer.moving_variance.assign(rng.uniform(0.5, 2.0, c))
+            layer.beta.assign(rng.normal(0, 0.5, c))
+            if layer.scale:
+                layer.gamma.assign(rng.uniform(0.5, 1.5, c) * rng.choice([-1, 1], c))
+    return model
+
+
+def one_error_line(proc, *needles):
+    """Assert that a CLI run failed with exit status 1 and exactly one stderr line,
+    `error: ...`, containing every one of `needles`."""
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-3000:]
+    for needle in needles:
+        assert needle in lines[0], lines[0]

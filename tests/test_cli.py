@@ -10,7 +10,7 @@ import tensorflow as tf
 from absl import flags
 
 from cifar10_prune import logs
-from conftest import run_cli
+from conftest import run_cli, one_error_line
 
 LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: step (\d+), loss = [\d.]+, "
                   r"group lasso = ([\d.]+), fake sparsity = ([\d.]+), "
@@ -162,14 +162,6 @@ def _snapshot(directory):
     return {name: open(os.path.join(directory, name), "rb").read() for name in sorted(os.listdir(directory))}
 
 
-def _one_error_line(proc, *needles):
-    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
-    lines = [l for l in proc.stderr.splitlines() if l.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-3000:]
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-
-
 def test_damaged_stage_files_and_odd_requests(tiny_data, tmp_path):
     base = str(tmp_path / "dmg")
     train(tiny_data, base, "--max_steps", 2, "--l1_penalty", 0, "--log_frequency", 1,
@@ -184,7 +176,7 @@ def test_damaged_stage_files_and_odd_requests(tiny_data, tmp_path):
         json.dump(record, f)
     before = _snapshot(base + "_1")
     proc = train(tiny_data, base, "--checkpoint_version", 1, "--max_steps", 3, check=False)
-    _one_error_line(proc, "%s_1/model.ckpt-0 does not fit the resnet20 architecture" % base,
+    one_error_line(proc, "%s_1/model.ckpt-0 does not fit the resnet20 architecture" % base,
                     "architecture.json")
     assert _snapshot(base + "_1") == before
     record["widths"]["g2b1c0"] = 32
@@ -201,9 +193,9 @@ def test_damaged_stage_files_and_odd_requests(tiny_data, tmp_path):
         f.truncate(os.path.getsize(data_file) // 2)
     before = _snapshot(base + "_0")
     proc = evaluate(tiny_data, base, "--checkpoint_version", 0, "--is_compressed=false", check=False)
-    _one_error_line(proc, "%s is damaged" % newest)
+    one_error_line(proc, "%s is damaged" % newest)
     proc = train(tiny_data, base, "--max_steps", 4, "--squeeze_model=false", check=False)
-    _one_error_line(proc, "%s is damaged" % newest, "newest intact checkpoint is %s" % older[-1])
+    one_error_line(proc, "%s is damaged" % newest, "newest intact checkpoint is %s" % older[-1])
     assert _snapshot(base + "_0") == before
     # Doing what the message says resumes from the intact checkpoint.
     aside = tmp_path / "aside"
@@ -219,19 +211,19 @@ def test_damaged_stage_files_and_odd_requests(tiny_data, tmp_path):
     target.write_text("mine")
     proc = run_cli("export", "--checkpoint_dir", base, "--checkpoint_version", 1,
                    "--export_dir", str(target), check=False)
-    _one_error_line(proc, "already exists")
+    one_error_line(proc, "already exists")
     assert target.read_text() == "mine"
 
     # A flag missing its value: absl would take the next flag as the value.
     proc = run_cli("train", "--data_dir", tiny_data, "--train_dir", "--checkpoint_version", "1",
                    check=False)
-    _one_error_line(proc, "unexpected argument '1'")
+    one_error_line(proc, "unexpected argument '1'")
 
     # A stage directory that does not exist is named; nothing is created.
     missing = tmp_path / "nothing_here"
     proc = run_cli("eval", "--checkpoint_dir", missing, "--is_compressed=false", "--data_dir",
                    tmp_path / "no_data", "--eval_dir", tmp_path / "no_eval", check=False)
-    _one_error_line(proc, "%s_1 does not exist" % missing)
+    one_error_line(proc, "%s_1 does not exist" % missing)
     assert not any(os.path.exists(tmp_path / n) for n in ("no_data", "no_eval"))
 
 

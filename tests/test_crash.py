@@ -16,7 +16,7 @@ import tensorflow as tf
 from cifar10_prune import ista, models, training
 from cifar10_prune.ema import ExponentialMovingAverage
 from cifar10_prune.spec import ArchSpec
-from conftest import REPO, run_cli
+from conftest import REPO, run_cli, one_error_line
 
 MAX_STEPS = 300  # ~6 s of training at batch 10 here: several kills fit in a stage
 
@@ -129,14 +129,6 @@ def _files(directory):
             if not n.startswith("events.")}
 
 
-def _one_error_line(proc, *needles):
-    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
-    lines = [l for l in proc.stderr.splitlines() if l.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-3000:]
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-
-
 def test_full_disk_is_a_clear_error_and_loses_nothing(tiny_data, tmp_path):
     base = str(tmp_path / "full")
     args = _train_args(tiny_data, base, "--log_frequency", 2)
@@ -145,7 +137,7 @@ def test_full_disk_is_a_clear_error_and_loses_nothing(tiny_data, tmp_path):
 
     # The disk fills while training: the checkpoint of step 4 cannot be written.
     proc = _run_full("train", *args, "--max_steps", 4, "--squeeze_model=false")
-    _one_error_line(proc, "could not write checkpoint %s_0/model.ckpt-4" % base, "disk full",
+    one_error_line(proc, "could not write checkpoint %s_0/model.ckpt-4" % base, "disk full",
                     "%s_0/model.ckpt-2, is intact" % base)
     assert _files(base + "_0") == before  # nothing changed, no temporary parts left
     out = run_cli("train", *args, "--max_steps", 4, "--squeeze_model=false").stdout
@@ -153,12 +145,12 @@ def test_full_disk_is_a_clear_error_and_loses_nothing(tiny_data, tmp_path):
 
     # ... while the next stage is being written: no stage 1, nothing half-written.
     proc = _run_full("train", *args, "--max_steps", 4)
-    _one_error_line(proc, "could not write stage 1 to %s_1" % base, "disk full")
+    one_error_line(proc, "could not write stage 1 to %s_1" % base, "disk full")
     assert sorted(os.listdir(tmp_path)) == ["full_0"]
     run_cli("train", *args, "--max_steps", 4)
 
     # ... while exporting: nothing at the export path.
     target = tmp_path / "slim"
     proc = _run_full("export", "--checkpoint_dir", base, "--export_dir", target)
-    _one_error_line(proc, "could not write %s" % target, "disk full", "Nothing was written")
+    one_error_line(proc, "could not write %s" % target, "disk full", "Nothing was written")
     assert sorted(os.listdir(tmp_path)) == ["full_0", "full_1"]

@@ -8,25 +8,16 @@ from cifar10_prune import costs, graph, ista, models, rebuild, recalibrate, resc
 from cifar10_prune.ema import ExponentialMovingAverage
 from cifar10_prune.layers import EmptyConv2D
 from cifar10_prune.spec import ArchSpec
+from conftest import randomize_batch_norms
 from test_models import RESNET_UNITS, hand_count_cnn4, hand_count_resnet20
 
 IMAGES = np.random.RandomState(42).normal(size=(6, 32, 32, 3)).astype(np.float32)
 
 
 def randomized(spec, seed=0):
-    """A model of `spec` with random BN parameters and statistics (fresh init is too tame)."""
+    """A model of `spec` with random BN parameters and statistics."""
     keras.utils.set_random_seed(seed)
-    model = models.build_model(spec)
-    rng = np.random.RandomState(seed)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            c = layer.moving_mean.shape[0]
-            layer.moving_mean.assign(rng.normal(0, 0.3, c))
-            layer.moving_variance.assign(rng.uniform(0.5, 2.0, c))
-            layer.beta.assign(rng.normal(0, 0.5, c))
-            if layer.scale:
-                layer.gamma.assign(rng.uniform(0.5, 1.5, c) * rng.choice([-1, 1], c))
-    return model
+    return randomize_batch_norms(models.build_model(spec), seed)
 
 
 def zero_channels(model, chosen, beta_sign, seed=1):

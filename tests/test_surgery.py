@@ -7,6 +7,7 @@ from keras import layers
 
 from cifar10_prune import ista, models, prune, rebuild, surgery
 from cifar10_prune.spec import ArchSpec
+from conftest import randomize_batch_norms
 
 SIZE = 16
 IMAGES = np.random.RandomState(42).normal(size=(4, SIZE, SIZE, 3)).astype(np.float32)
@@ -62,20 +63,6 @@ def mobilenet_block():
     return keras.Model(images, layers.Dense(10, name="logits")(x), name="mobilenet")
 
 
-def randomize(model, seed=0):
-    """Random BN parameters and statistics (a fresh init is too tame to catch mistakes)."""
-    rng = np.random.RandomState(seed)
-    for layer in model.layers:
-        if isinstance(layer, layers.BatchNormalization):
-            c = layer.moving_mean.shape[0]
-            layer.moving_mean.assign(rng.normal(0, 0.3, c))
-            layer.moving_variance.assign(rng.uniform(0.5, 2.0, c))
-            layer.beta.assign(rng.normal(0, 0.5, c))
-            if layer.scale:
-                layer.gamma.assign(rng.uniform(0.5, 1.5, c) * rng.choice([-1, 1], c))
-    return model
-
-
 def zero(model, chosen, beta_sign, seed=1):
     """gamma = 0 for channels `chosen[bn name]`, with betas of sign `beta_sign`."""
     rng = np.random.RandomState(seed)
@@ -116,7 +103,7 @@ def test_vgg_groups():
 def test_vgg_exact(padding, beta_sign):
     # Negative betas: ReLU kills the removed channels, nothing to fold. Positive betas with VALID
     # readers (and the dense layer after global pooling): the fold covers the whole window.
-    dense = randomize(vgg(padding))
+    dense = randomize_batch_norms(vgg(padding))
     zero(dense, {"conv1_bn": [0, 3], "conv2_bn": [1, 5, 7], "conv3_bn": [2, 4, 6, 8]}, beta_sign)
     slim = prune.compress(dense)
     assert widths(slim, ["conv1", "conv2", "conv3"]) == {"conv1": 6, "conv2": 9, "conv3": 12}
@@ -142,7 +129,7 @@ def assert_border_bound(dense, slim, reader, removed, constant):
 
 
 def test_vgg_same_border_bound():
-    dense = randomize(vgg("same"))
+    dense = randomize_batch_norms(vgg("same"))
     removed = [1, 5, 7]
     zero(dense, {"conv2_bn": removed}, +1)
     slim = prune.compress(dense)
@@ -151,7 +138,7 @@ def test_vgg_same_border_bound():
 
 
 def test_nothing_zero_is_identity():
-    dense = randomize(resnet())
+    dense = randomize_batch_norms(resnet())
     slim = prune.compress(dense)
     assert slim.count_params() == dense.count_params()
     assert_same_function(dense, slim)
@@ -176,7 +163,7 @@ def test_resnet_groups_and_explain():
 
 @pytest.mark.parametrize("beta_sign", [-1, +1])
 def test_resnet_coupled(beta_sign):
-    dense = randomize(resnet())
+    dense = randomize_batch_norms(resnet())
     # stem group: 1, 4 zero in both members (go), 6 only in stem_bn (stays);
     # output group: 0, 3, 5 in both (go), 9 only in the shortcut (stays).
     chosen = {"stem_bn": [1, 4, 6], "b1c2_bn": [1, 4], "b1c1_bn": [2],
@@ -196,7 +183,7 @@ def test_resnet_coupled(beta_sign):
 def test_resnet_positive_betas_same_border_bound():
     """Removed stem channels with positive betas reach SAME readers: the first one (b1c1) is
     exact inside and bounded at the border (later layers spread the border difference)."""
-    dense = randomize(resnet())
+    dense = randomize_batch_norms(resnet())
     removed = [1, 4]
     zero(dense, {"stem_bn": removed, "b1c2_bn": removed}, +1)
     slim = prune.compress(dense)
@@ -219,7 +206,7 @@ def test_mobilenet_groups():
 @pytest.mark.parametrize("beta_sign", [-1, +1])
 def test_mobilenet_exact(beta_sign):
     # Every reader is a 1x1 conv or the dense layer, so folding is exact for any beta.
-    dense = randomize(mobilenet_block())
+    dense = randomize_batch_norms(mobilenet_block())
     zero(dense, {"expand_bn": [0, 5, 7, 10], "dw_bn": [0, 5, 10],
                  "stem_bn": [2], "project_bn": [2, 3]}, beta_sign)
     slim = prune.compress(dense)
@@ -239,7 +226,7 @@ def test_concatenate_offsets():
     x = layers.Concatenate(name="cat")([a, b])
     x = conv_bn(x, 5, "c", padding="valid")
     x = layers.GlobalAveragePooling2D(name="gap")(x)
-    dense = randomize(keras.Model(images, layers.Dense(3, name="logits")(x)))
+    dense = randomize_batch_norms(keras.Model(images, layers.Dense(3, name="logits")(x)))
     groups = groups_by_name(dense)
     assert groups["a_bn"].readers[0][0].name == "c" and groups["a_bn"].readers[0][1] == 0
     assert groups["b_bn"].readers[0][0].name == "c" and groups["b_bn"].readers[0][1] == 4
@@ -260,7 +247,7 @@ def test_resnet20_same_as_rebuild(beta_sign):
     same function (border over-correction included)."""
     spec = ArchSpec.dense("resnet20")
     keras.utils.set_random_seed(0)
-    dense = randomize(models.build_model(spec))
+    dense = randomize_batch_norms(models.build_model(spec))
     zero(dense, {"g1b0c0_bn": [0, 3], "g2b1c0_bn": range(5), "g3b2c0_bn": [7]}, beta_sign)
     _, recipe = rebuild.compress(spec, dense)
     slim = prune.compress(dense)
