@@ -21,7 +21,7 @@ Measures, on the same training dataset (`data.train_dataset`, batch `--batch_siz
 
 Each training measurement times `--steps` steps (perf_counter around one fit call, up to the end
 of training but not the teardown of the tf.data iterator the call made, which is reported on its
-own: see the comment at `KeepIterators`) after a warm-up fit (`--warmup_steps`, also pays for
+own: see `KeepIterators`) after a warm-up fit (`--warmup_steps`, also pays for
 tracing); the measurements are repeated `--rounds` times,
 interleaved (the order rotates every round), and medians are reported, because the machine is
 shared and noisy. Ratios are computed per round (from measurements taken next to each other)
@@ -161,6 +161,74 @@ def padded_conv_macs(model, block=16):
     return int(total)
 
 
+_RATE = re.compile(r"\(([0-9.]+) examples/sec")
+
+
+class KeepIterators:
+    """Stands in for dataset `ds` in `Trainer.fit` (which only calls `iter` on it) and keeps the
+    iterators it hands out alive until `release()`, so that their teardown is not timed.
+
+    Every fit call (ours and keras') makes a new iterator of its dataset. On this machine,
+    deleting such an iterator often blocks for seconds: the fit call then ends at ~10.2 s or
+    ~20.5 s after the iterator was made, i.e. 10 ms * (2**n - 1), consistent with waiting for the
+    tf.data autotune thread, whose optimization period doubles from 10 ms (the stall is gone with
+    `options.autotune.enabled = False`). It is a per-fit-call cost unrelated to the training step
+    (train.py calls fit once per stage) and it would quantize ~10 s timings, so the timed window
+    ends before the teardown, which is measured and reported on its own.
+    """
+
+    def __init__(self, ds):
+        self.ds, self.held = ds, []
+
+    def __iter__(self):
+        it = iter(self.ds)
+        self.held.append(it)
+        return it
+
+    def release(self):
+        t0 = time.perf_counter()
+        self.held.clear()
+        return time.perf_counter() - t0
+
+
+class OurTrainer:
+    """Our `training.Trainer` on dense resnet20 with `ista.ISTA(l1_penalty)`, in a directory
+    under `work_dir`, timed one fit call at a time (also used by mixed_precision.py)."""
+
+    def __init__(self, name, ds, batch_size, work_dir, l1_penalty, dtype_policy="float32"):
+        from cifar10_prune import ista, models, training
+        from cifar10_prune.spec import ArchSpec
+        self.name, self.batch_size, self.logged = name, batch_size, []
+        self.source = KeepIterators(ds)
+        model = models.build_model(ArchSpec.dense("resnet20"), dtype_policy=dtype_policy)
+        optimizer = ista.ISTA(training.learning_rate_schedule(0.1, batch_size),
+                              l1_penalty=l1_penalty, penalties=ista.penalties(model))
+        train_dir = os.path.join(work_dir, name)
+        os.makedirs(train_dir)
+        self.trainer = training.Trainer(model, optimizer, train_dir,
+                                        save_checkpoint_secs=10 ** 9, log=self.logged.append)
+
+    def fit(self, num_steps):
+        """Train `num_steps` more steps; returns the rates and times of this call."""
+        bs = self.batch_size
+        self.logged.clear()
+        start = self.trainer.step
+        c0, t0 = time.process_time(), time.perf_counter()
+        # log_frequency 10**9: one compiled chunk per call, logged once, at its start.
+        self.trainer.fit(self.source, start + num_steps, 10 ** 9, bs)
+        dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+        teardown = self.source.release()
+        assert self.trainer.step == start + num_steps, (self.trainer.step, start, num_steps)
+        # Trainer's own logged rate: the compiled multi-step call only (no iterator creation,
+        # sparsity metrics, summaries or the checkpoint saved at the end of fit).
+        match = _RATE.search(self.logged[0]) if self.logged else None
+        return {"images_per_sec": num_steps * bs / dt, "seconds": dt,
+                "in_loop_images_per_sec": float(match.group(1)) if match else None,
+                "iterator_teardown_seconds": teardown,
+                "end_to_end_images_per_sec": num_steps * bs / (dt + teardown),
+                "cpu_ms_per_image": 1000.0 * cpu / (num_steps * bs)}
+
+
 def main(argv=None):
     args = parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # log noise only; no effect on speed
@@ -169,11 +237,10 @@ def main(argv=None):
     import keras
     import tensorflow as tf
 
-    from cifar10_prune import costs, data, export, ista, models, tflite, training
+    from cifar10_prune import costs, data, export, models, tflite
     from cifar10_prune.spec import ArchSpec
 
     bs, steps, warmup = args.batch_size, args.steps, args.warmup_steps
-    log_frequency = 10 ** 9  # one chunk per fit call: Trainer logs once, at its start
     started = datetime.datetime.now(datetime.timezone.utc)
     load_start = load_average()
     progress("cifar10_prune benchmark: batch %d, %d timed steps x %d rounds, warm-up %d%s"
@@ -201,63 +268,7 @@ def main(argv=None):
             return {"images_per_sec": rate, "seconds": dt, "in_loop_images_per_sec": rate,
                     "iterator_teardown_seconds": teardown, "end_to_end_images_per_sec": rate}
 
-        # ---- 2./3. our Trainer ------------------------------------------------------------------
-        # Every fit call (ours and keras') makes a new iterator of `ds`. On this machine, deleting
-        # such an iterator often blocks for seconds: the fit call then ends at ~10.2 s or ~20.5 s
-        # after the iterator was made, i.e. 10 ms * (2**n - 1), consistent with waiting for the
-        # tf.data autotune thread, whose optimization period doubles from 10 ms (the stall is gone
-        # with `options.autotune.enabled = False`). It is a per-fit-call cost unrelated to the
-        # training step (train.py calls fit once per stage) and it would quantize ~10 s timings, so
-        # the timed window ends before the teardown, which is measured and reported on its own.
-        rate_pattern = re.compile(r"\(([0-9.]+) examples/sec")
-
-        class KeepIterators:
-            """Stands in for `ds` in `Trainer.fit` (which only calls `iter` on it) and keeps the
-            iterators it hands out alive until `release()`, so that their teardown is not timed."""
-
-            def __init__(self):
-                self.held = []
-
-            def __iter__(self):
-                it = iter(ds)
-                self.held.append(it)
-                return it
-
-            def release(self):
-                t0 = time.perf_counter()
-                self.held.clear()
-                return time.perf_counter() - t0
-
-        class Ours:
-            def __init__(self, name, l1_penalty):
-                self.name = name
-                self.logged = []
-                self.source = KeepIterators()
-                model = models.build_model(ArchSpec.dense("resnet20"))
-                optimizer = ista.ISTA(training.learning_rate_schedule(0.1, bs),
-                                      l1_penalty=l1_penalty, penalties=ista.penalties(model))
-                train_dir = os.path.join(tmp.name, name)
-                os.makedirs(train_dir)
-                self.trainer = training.Trainer(model, optimizer, train_dir,
-                                                save_checkpoint_secs=10 ** 9, log=self.logged.append)
-
-            def fit(self, num_steps):
-                self.logged.clear()
-                start = self.trainer.step
-                c0, t0 = time.process_time(), time.perf_counter()
-                self.trainer.fit(self.source, start + num_steps, log_frequency, bs)
-                dt, cpu = time.perf_counter() - t0, time.process_time() - c0
-                teardown = self.source.release()
-                assert self.trainer.step == start + num_steps, (self.trainer.step, start, num_steps)
-                # Trainer's own logged rate: the compiled multi-step call only (no iterator creation,
-                # sparsity metrics, summaries or the checkpoint saved at the end of fit).
-                match = rate_pattern.search(self.logged[0]) if self.logged else None
-                return {"images_per_sec": num_steps * bs / dt, "seconds": dt,
-                        "in_loop_images_per_sec": float(match.group(1)) if match else None,
-                        "iterator_teardown_seconds": teardown,
-                        "end_to_end_images_per_sec": num_steps * bs / (dt + teardown),
-                        "cpu_ms_per_image": 1000.0 * cpu / (num_steps * bs)}
-
+        # ---- 2./3. our Trainer: OurTrainer (module level; see KeepIterators on timing) ----
         # ---- 4. plain keras.Model.fit -------------------------------------------------------------
         class Timer(keras.callbacks.Callback):
             def on_train_begin(self, logs=None):
@@ -299,7 +310,8 @@ def main(argv=None):
                         "cpu_ms_per_image": 1000.0 * (self.timer.train_end_cpu - c0) / (num_steps * bs)}
 
         progress("building and warming up (tracing) the three training setups")
-        runners = [Ours("ours_ista", args.l1_penalty), Ours("ours_sgd", 0.0), KerasFit()]
+        runners = [OurTrainer("ours_ista", ds, bs, tmp.name, args.l1_penalty),
+                   OurTrainer("ours_sgd", ds, bs, tmp.name, 0.0), KerasFit()]
         warmup_seconds = {}
         for runner in runners:
             t0 = time.perf_counter()

@@ -41,7 +41,6 @@ import datetime
 import glob
 import json
 import os
-import re
 import sys
 import tempfile
 import time
@@ -50,7 +49,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:  # benchmark.py's helpers, also when this file is imported
     sys.path.insert(0, HERE)
 
-from benchmark import load_average, machine_info, median, progress, rotate  # noqa: E402
+from benchmark import (OurTrainer, load_average, machine_info, median, progress,  # noqa: E402
+                       rotate)
 
 TARGET_MIXED_VS_FP32 = 1.3  # mixed / float32 training images/s >= 1.3 (CPU with bfloat16)
 RUNS = (("ours_ista", "float32"), ("ours_mixed", "mixed_bfloat16"))  # JSON name, dtype policy
@@ -147,8 +147,7 @@ def main(argv=None):
     import keras
     import tensorflow as tf
 
-    from cifar10_prune import costs, data, ista, models, training
-    from cifar10_prune.spec import ArchSpec
+    from cifar10_prune import costs, data
 
     bs, steps, warmup, mm = args.batch_size, args.steps, args.warmup_steps, args.matmul_size
     started = datetime.datetime.now(datetime.timezone.utc)
@@ -158,55 +157,7 @@ def main(argv=None):
     ds = data.train_dataset(args.data_dir, bs)  # one dataset object shared by both runs
     tmp = tempfile.TemporaryDirectory(prefix="cifar10_prune_mixed-")
 
-    # ---- 1./2. our Trainer, float32 and mixed_bfloat16 ---------------------------------------
-    # As in benchmark.py (see the comment there): the timed window ends before the teardown of
-    # the tf.data iterator a fit call made, which can block for seconds on tf.data's autotuner.
-    # `Trainer` now keeps one iterator across fit calls, so after the warm-up it is ~0 anyway.
-    rate_pattern = re.compile(r"\(([0-9.]+) examples/sec")
-
-    class KeepIterators:
-        """Stands in for `ds` in `Trainer.fit` (which only calls `iter` on it) and keeps the
-        iterators it hands out alive until `release()`, so that their teardown is not timed."""
-
-        def __init__(self):
-            self.held = []
-
-        def __iter__(self):
-            it = iter(ds)
-            self.held.append(it)
-            return it
-
-        def release(self):
-            t0 = time.perf_counter()
-            self.held.clear()
-            return time.perf_counter() - t0
-
-    class Ours:
-        def __init__(self, name, dtype_policy):
-            self.name, self.logged, self.source = name, [], KeepIterators()
-            model = models.build_model(ArchSpec.dense("resnet20"), dtype_policy=dtype_policy)
-            optimizer = ista.ISTA(training.learning_rate_schedule(0.1, bs),
-                                  l1_penalty=args.l1_penalty, penalties=ista.penalties(model))
-            train_dir = os.path.join(tmp.name, name)
-            os.makedirs(train_dir)
-            self.trainer = training.Trainer(model, optimizer, train_dir,
-                                            save_checkpoint_secs=10 ** 9, log=self.logged.append)
-
-        def fit(self, num_steps):
-            self.logged.clear()
-            start = self.trainer.step
-            c0, t0 = time.process_time(), time.perf_counter()
-            # log_frequency 10**9: one compiled chunk per call, logged once, at its start.
-            self.trainer.fit(self.source, start + num_steps, 10 ** 9, bs)
-            dt, cpu = time.perf_counter() - t0, time.process_time() - c0
-            teardown = self.source.release()
-            assert self.trainer.step == start + num_steps, (self.trainer.step, start, num_steps)
-            # Trainer's own logged rate: the compiled multi-step call only.
-            match = rate_pattern.search(self.logged[0]) if self.logged else None
-            return {"images_per_sec": num_steps * bs / dt, "seconds": dt,
-                    "in_loop_images_per_sec": float(match.group(1)) if match else None,
-                    "iterator_teardown_seconds": teardown,
-                    "cpu_ms_per_image": 1000.0 * cpu / (num_steps * bs)}
+    # ---- 1./2. our Trainer, float32 and mixed_bfloat16: benchmark.OurTrainer ------------------
 
     # ---- 3. the machine's matmul rates, float32 and bfloat16 ---------------------------------
     matmul_inputs = {dt: tf.cast(tf.random.stateless_uniform((mm, mm), (1, 2)), dt)
@@ -226,7 +177,8 @@ def main(argv=None):
 
     # ---- the interleaved rounds -------------------------------------------------------------
     progress("building and warming up (tracing) the float32 and the mixed training runs")
-    runners = [Ours(name, policy) for name, policy in RUNS]
+    runners = [OurTrainer(name, ds, bs, tmp.name, args.l1_penalty, policy)
+               for name, policy in RUNS]
     warmup_seconds = {}
     for runner in runners:
         t0 = time.perf_counter()

@@ -7,7 +7,6 @@ import tensorflow as tf
 from absl import flags
 
 from cifar10_prune import data, export, models, tflite
-from cifar10_prune.spec import ArchSpec
 from test_fold import narrowed, randomize_batch_norms
 
 
