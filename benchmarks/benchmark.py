@@ -229,6 +229,18 @@ class OurTrainer:
                 "cpu_ms_per_image": 1000.0 * cpu / (num_steps * bs)}
 
 
+def warm_up(runners, steps):
+    """One untimed fit of `steps` steps per runner (it also traces); {runner name: seconds}."""
+    seconds = {}
+    for runner in runners:
+        t0 = time.perf_counter()
+        runner.fit(steps)
+        seconds[runner.name] = time.perf_counter() - t0
+        progress("  %s warm-up fit (%d steps, includes tracing): %.1f s"
+                 % (runner.name, steps, seconds[runner.name]))
+    return seconds
+
+
 def main(argv=None):
     args = parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # log noise only; no effect on speed
@@ -312,13 +324,7 @@ def main(argv=None):
         progress("building and warming up (tracing) the three training setups")
         runners = [OurTrainer("ours_ista", ds, bs, tmp.name, args.l1_penalty),
                    OurTrainer("ours_sgd", ds, bs, tmp.name, 0.0), KerasFit()]
-        warmup_seconds = {}
-        for runner in runners:
-            t0 = time.perf_counter()
-            runner.fit(warmup)
-            warmup_seconds[runner.name] = time.perf_counter() - t0
-            progress("  %s warm-up fit (%d steps, includes tracing): %.1f s"
-                     % (runner.name, warmup, warmup_seconds[runner.name]))
+        warmup_seconds = warm_up(runners, warmup)
         jit = runners[2].model.jit_compile
 
         measurements = {"pipeline": [], "ours_ista": [], "ours_sgd": [], "keras_fit": []}

@@ -50,7 +50,7 @@ if HERE not in sys.path:  # benchmark.py's helpers, also when this file is impor
     sys.path.insert(0, HERE)
 
 from benchmark import (OurTrainer, load_average, machine_info, median, progress,  # noqa: E402
-                       rotate)
+                       rotate, warm_up)
 
 TARGET_MIXED_VS_FP32 = 1.3  # mixed / float32 training images/s >= 1.3 (CPU with bfloat16)
 RUNS = (("ours_ista", "float32"), ("ours_mixed", "mixed_bfloat16"))  # JSON name, dtype policy
@@ -179,13 +179,7 @@ def main(argv=None):
     progress("building and warming up (tracing) the float32 and the mixed training runs")
     runners = [OurTrainer(name, ds, bs, tmp.name, args.l1_penalty, policy)
                for name, policy in RUNS]
-    warmup_seconds = {}
-    for runner in runners:
-        t0 = time.perf_counter()
-        runner.fit(warmup)
-        warmup_seconds[runner.name] = time.perf_counter() - t0
-        progress("  %s warm-up fit (%d steps, includes tracing): %.1f s"
-                 % (runner.name, warmup, warmup_seconds[runner.name]))
+    warmup_seconds = warm_up(runners, warmup)
 
     measurements = {name: [] for name, _ in RUNS}
     measurements["matmul"] = []

@@ -3,7 +3,8 @@
 The original's `--use_fp16` only switched its variables to tf.float16. This port instead uses
 Keras' mixed-precision policies: convolutions (and the activations between layers) compute in a
 16-bit type while every variable stays float32. What must stay exact stays float32: the
-variables, batch-norm statistics and arithmetic (`layers.PrunableBatchNorm` upcasts), the ISTA
+variables, batch-norm statistics and arithmetic (`layers.PrunableBatchNorm`'s fused kernel
+computes in float32 for 16-bit inputs), the ISTA
 soft-threshold (`ista.ISTA.update_step` runs on the float32 variables with float32 gradients),
 the EMA, and the logits and loss (`models.build_model` keeps the last batch norm float32).
 

@@ -173,7 +173,8 @@ class Trainer:
         return None
 
     def path(self, step):
-        """The checkpoint path of global step `step` in train_dir."""
+        """The checkpoint path of global step `step` where this process saves (train_dir, or a
+        non-chief worker's scratch directory)."""
         return os.path.join(self.workdir.path, "%s-%d" % (CHECKPOINT_NAME, step))
 
     def save(self):
