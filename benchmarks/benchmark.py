@@ -202,7 +202,7 @@ class OurTrainer:
         self.source = KeepIterators(ds)
         model = models.build_model(ArchSpec.dense("resnet20"), dtype_policy=dtype_policy)
         optimizer = ista.ISTA(training.learning_rate_schedule(0.1, batch_size),
-                              l1_penalty=l1_penalty, penalties=ista.penalties(model))
+                              l1_penalty=l1_penalty, penalties=models.penalties(model))
         train_dir = os.path.join(work_dir, name)
         os.makedirs(train_dir)
         self.trainer = training.Trainer(model, optimizer, train_dir,

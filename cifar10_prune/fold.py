@@ -12,21 +12,10 @@ conv followed by the five element-wise ops of an unfused batch norm.
 import keras
 import numpy as np
 
-from cifar10_prune import graph, models
+from cifar10_prune import models, surgery
 from cifar10_prune.layers import EmptyConv2D
-from cifar10_prune.spec import DENSE_WIDTHS, ArchSpec
 
-
-def spec_of(model):
-    """The `ArchSpec` of a model built by `models.build_model` (unfolded), read off its graph:
-    the width of every prunable layer present, 0 for the layers pruned away."""
-    if model.name not in DENSE_WIDTHS:
-        raise ValueError("cannot tell the architecture of model %r: expected one built by "
-                         "models.build_model (named one of %s)"
-                         % (model.name, ", ".join(DENSE_WIDTHS)))
-    widths = dict.fromkeys(DENSE_WIDTHS[model.name], 0)
-    widths.update({unit.name: unit.conv.filters for unit in graph.units(model)})
-    return ArchSpec(model.name, widths)
+_CONVS = (keras.layers.Conv2D, EmptyConv2D)
 
 
 def _numpy(variable):
@@ -67,7 +56,7 @@ def fold_batch_norms(model, spec=None):
     Raises ValueError if a conv is not followed by exactly one batch norm, or if the two models
     do not line up layer for layer (they come from the same builder, so they should).
     """
-    spec = spec or spec_of(model)
+    spec = spec or models.spec_of(model)
     folded = models.build_model(spec, weight_decay=0.0, folded=True)
     # Compared as sets: an empty conv hangs off the images, so the topological order may differ.
     kept = {layer.name for layer in model.layers
@@ -77,18 +66,20 @@ def fold_batch_norms(model, spec=None):
                          "model %s, only in the folded form %s"
                          % (model.name, spec, sorted(kept - {l.name for l in folded.layers}),
                             sorted({l.name for l in folded.layers} - kept)))
+    readers = surgery.analyze(model).consumers
     folded_bns = 0
     for target in folded.layers:
-        if not isinstance(target, graph.CONVS):
+        if not isinstance(target, _CONVS):
             if target.weights:
                 raise ValueError("%s (%s) has weights the folding does not handle"
                                  % (target.name, type(target).__name__))
             continue
         conv = model.get_layer(target.name)
-        try:
-            bn = graph.bn_after(model, conv)
-        except graph.GraphError as e:
-            raise ValueError("cannot fold %s: %s" % (conv.name, e)) from None
+        after = readers[conv.name]
+        if len(after) != 1 or not isinstance(after[0], keras.layers.BatchNormalization):
+            raise ValueError("cannot fold %s: it must be followed by exactly one batch norm; it "
+                             "feeds %s" % (conv.name, [layer.name for layer in after]))
+        bn = after[0]
         kernel, bias = folded_weights(conv, bn)
         target.set_weights([bias] if kernel is None else [kernel, bias])
         folded_bns += 1

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from cifar10_prune import graph
+from cifar10_prune import surgery
 
 
 @keras.saving.register_keras_serializable(package="cifar10_prune")
@@ -19,8 +19,9 @@ class ISTA(keras.optimizers.SGD):
       learning_rate: float or `keras.optimizers.schedules.LearningRateSchedule`; the threshold
         uses the scheduled rate of the current step.
       l1_penalty: lambda. 0 makes this exactly `keras.optimizers.SGD`.
-      penalties: {variable path: rho_l}, e.g. from `penalties(model)`. Other variables get
-        the plain gradient step.
+      penalties: {variable path: rho_l}, e.g. from `prune.penalties(model)` (any functional
+        model) or `models.penalties(model)` (the recipe's). Other variables get the plain
+        gradient step.
     """
 
     def __init__(self, learning_rate=0.1, l1_penalty=0.0, penalties=None, name="ista", **kwargs):
@@ -59,29 +60,29 @@ class ISTA(keras.optimizers.SGD):
         return config
 
 
-def penalties(model):
-    """{gamma variable path: rho_l} for every penalized batch norm of `model`."""
-    return {u.bn.gamma.path: u.bn.penalty_weight
-            for u in graph.units(model) if u.bn.penalty_weight > 0}
+def penalized(model, penalties):
+    """[(name, rho_l, raw gamma as numpy)] for every gamma of `model` that `penalties`
+    ({gamma variable path: rho_l}, as `ISTA` takes) names, in graph order. A gamma is named
+    after the layer its batch norm normalizes (the recipe's unit: "g1b0c0", "conv2")."""
+    analysis = surgery.analyze(model)
+    return [(analysis.source[bn.name].name, penalties[bn.gamma.path],
+             ops.convert_to_numpy(bn.gamma))
+            for bn in (node.operation for node in analysis.nodes)
+            if isinstance(bn, keras.layers.BatchNormalization) and bn.scale
+            and bn.gamma.path in penalties]
 
 
-def gamma_table(model):
-    """[(unit name, rho_l, raw gamma as numpy)] for every prunable layer of `model`."""
-    return [(u.name, u.bn.penalty_weight, ops.convert_to_numpy(u.bn.gamma))
-            for u in graph.units(model)]
-
-
-def sparsity(model):
-    """The original's logged metrics, from the raw gammas.
+def sparsity(model, penalties):
+    """The original's logged metrics, from the raw gammas that `penalties` names.
 
     Returns (group_lasso, fake_sparsity, zeros) with
       group_lasso   = sum_l rho_l * sum_c |gamma_lc|
       fake_sparsity = sum_l rho_l * #(gamma_lc == 0) / sum_l rho_l * C_l
-      zeros         = {unit: (number of zero gammas, number of channels)}
+      zeros         = {name: (number of zero gammas, number of channels)}
     """
     lasso = zero_cost = total_cost = 0.0
     zeros = {}
-    for name, rho, gamma in gamma_table(model):
+    for name, rho, gamma in penalized(model, penalties):
         n_zero = int(np.sum(gamma == 0))
         lasso += rho * float(np.sum(np.abs(gamma)))
         zero_cost += rho * n_zero

@@ -1,5 +1,5 @@
-"""The two custom layers: a batch norm that knows whether its gamma is pruned, and the conv that
-remains when all of its input channels have been pruned away."""
+"""The two custom layers: the original's batch norm, and the conv that remains when all of its input
+channels have been pruned away."""
 import keras
 import tensorflow as tf
 from keras import ops
@@ -27,27 +27,20 @@ def _global_moments(x, context):
 
 @keras.saving.register_keras_serializable(package="cifar10_prune")
 class PrunableBatchNorm(keras.layers.BatchNormalization):
-    """Batch normalization whose gamma may carry an L1 (ISTA) penalty.
+    """The recipe's batch norm: the original's TF1 semantics (decay 0.999, epsilon 0.001, and
+    the unbiased batch variance fed to the moving variance), trained through the fused kernel.
+
+    Which of these gammas are penalized and pruned is not a property of the layer: the graph
+    decides (`surgery.find_groups`: a batch norm with a gamma, right after a conv, whose
+    channels only convs read), and rho_l is computed from the shapes where the optimizer is
+    made (`models.penalties`).
 
     Args:
-      unit: name of the prunable layer this BN closes (a key of `ArchSpec.widths`), or None
-        for a BN whose channels are never pruned.
-      penalty_weight: rho_l, the per-layer weight of the L1 penalty on gamma. It is set from the
-        model's shapes by `costs.assign_penalty_weights`; 0 means not penalized.
       scale: whether the layer has a gamma ("BN+gamma") or not ("BN-nogamma").
     """
 
-    def __init__(self, unit=None, penalty_weight=0.0, scale=True, momentum=BN_MOMENTUM,
-                 epsilon=BN_EPSILON, **kwargs):
+    def __init__(self, scale=True, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, **kwargs):
         super().__init__(momentum=momentum, epsilon=epsilon, scale=scale, **kwargs)
-        if unit is not None and not scale:
-            raise ValueError("a prunable batch norm (unit=%r) needs a gamma (scale=True)" % unit)
-        self.unit = unit
-        self.penalty_weight = float(penalty_weight)
-
-    @property
-    def prunable(self):
-        return self.unit is not None
 
     def call(self, inputs, training=None, mask=None):
         if not (training and self.trainable) or mask is not None or self.renorm:
@@ -87,10 +80,6 @@ class PrunableBatchNorm(keras.layers.BatchNormalization):
                                       epsilon=self.epsilon)
         return out, mean, variance * n / ops.maximum(n - 1.0, 1.0)
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(unit=self.unit, penalty_weight=self.penalty_weight)
-        return config
 
 
 @keras.saving.register_keras_serializable(package="cifar10_prune")

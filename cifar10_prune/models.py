@@ -4,11 +4,13 @@ Both follow the original exactly (ORIGINAL.md section 3): convs without bias and
 Glorot-uniform kernels, SAME padding unless stated, each followed by batch norm (decay 0.999,
 epsilon 0.001); weight decay `wd * sum(w**2) / 2` on every resnet20 kernel.
 """
+import math
+
 import keras
 
-from cifar10_prune import costs, precision
+from cifar10_prune import precision, prune
 from cifar10_prune.layers import EmptyConv2D, PrunableBatchNorm
-from cifar10_prune.spec import ArchSpec
+from cifar10_prune.spec import DENSE_WIDTHS, ArchSpec
 
 IMAGE_SHAPE = (32, 32, 3)
 NUM_CLASSES = 10
@@ -19,7 +21,7 @@ _NEXT_KERNEL_QUIRKS = {"resnet20": {}, "cnn4": {"conv3": (3, 3)}}
 
 
 def build_model(spec, weight_decay=0.0005, dtype_policy="float32", folded=False):
-    """The functional Keras model described by `spec`, with its ISTA weights rho_l assigned.
+    """The functional Keras model described by `spec`.
 
     Args:
       spec: an `ArchSpec` (use `ArchSpec.dense(name)` for the unpruned model).
@@ -36,14 +38,37 @@ def build_model(spec, weight_decay=0.0005, dtype_policy="float32", folded=False)
     if not isinstance(spec, ArchSpec):
         raise TypeError("build_model takes an ArchSpec, e.g. ArchSpec.dense('resnet20')")
     builder = {"resnet20": _resnet20, "cnn4": _cnn4}[spec.model]
-    model = builder(spec.widths, weight_decay, precision.dtype_policy(dtype_policy), folded)
-    if folded:
-        return model  # no batch norms, so no rho_l to assign
-    # The original counts the next conv with its dense width in rho_l even after that conv was
-    # narrowed (ORIGINAL.md section 5); a prunable layer's conv is named after its unit.
-    costs.assign_penalty_weights(model, _NEXT_KERNEL_QUIRKS[spec.model],
-                                 next_filters=spec.dense_widths)
-    return model
+    return builder(spec.widths, weight_decay, precision.dtype_policy(dtype_policy), folded)
+
+
+def spec_of(model):
+    """The `ArchSpec` of a model built by `build_model` (unfolded), read off its graph: the
+    width of every prunable layer present, 0 for the layers pruned away."""
+    if model.name not in DENSE_WIDTHS:
+        raise ValueError("cannot tell the architecture of model %r: expected one built by "
+                         "models.build_model (named one of %s)"
+                         % (model.name, ", ".join(DENSE_WIDTHS)))
+    widths = dict.fromkeys(DENSE_WIDTHS[model.name], 0)
+    widths.update({g.unit: g.width for g in prune.find_groups(model) if g.prunable})
+    return ArchSpec(model.name, widths)
+
+
+def penalties(model):
+    """{gamma variable path: rho_l} of a model built by `build_model`, for `ista.ISTA`.
+
+    The library's rule (`prune.penalties`: the paper's memory cost of a channel), with the two
+    quirks of the original code kept so that rho, group lasso and the pruning results match it
+    (ORIGINAL.md section 5): a reader is counted with its *dense* width even after it was
+    narrowed, and cnn4's fc1 (4x4) is counted with a 3x3 kernel as conv3's reader.
+    """
+    name = spec_of(model).model
+    dense, quirks = DENSE_WIDTHS[name], _NEXT_KERNEL_QUIRKS[name]
+
+    def reader_cost(group, reader):
+        kernel = quirks.get(group.unit, reader.kernel_size)
+        return dense.get(reader.name, reader.filters) * math.prod(kernel)
+
+    return prune.penalties(model, reader_cost)
 
 
 class _Builder:
@@ -71,11 +96,12 @@ class _Builder:
                                    kernel_regularizer=self.regularizer, name=name,
                                    **self.dtype)(x)
 
-    def bn(self, x, name, unit=None, scale=True, dtype=None):
-        """The batch norm after a conv; in the folded form, nothing (it lives in the conv)."""
+    def bn(self, x, name, scale=True, dtype=None):
+        """The batch norm after a conv; in the folded form, nothing (it lives in the conv).
+        Those with a gamma that nothing but convs read are the prunable layers (see surgery)."""
         if self.folded:
             return x
-        return PrunableBatchNorm(unit=unit, scale=scale, name=name,
+        return PrunableBatchNorm(scale=scale, name=name,
                                  **({"dtype": dtype} if dtype else self.dtype))(x)
 
     def relu(self, x, name):
@@ -103,7 +129,7 @@ def _resnet20(widths, weight_decay, policy, folded):
             h = None  # c0 pruned away entirely: c1 sees no channels
             if widths[unit]:
                 h = b.conv(x, widths[unit], 3, unit, strides=stride)
-                h = b.bn(h, unit + "_bn", unit=unit)
+                h = b.bn(h, unit + "_bn")
                 h = b.relu(h, unit + "_relu")
             h = b.conv(h, width, 3, prefix + "c1", output_size=(size, size))
             h = b.bn(h, prefix + "c1_bn", scale=False)  # no ReLU
@@ -125,7 +151,7 @@ def _cnn4(widths, weight_decay, policy, folded):
     for unit, kernel in (("conv1", 5), ("conv2", 5), ("conv3", 3)):
         if widths[unit]:
             x = b.conv(x, widths[unit], kernel, unit, output_size=(size, size))
-            x = b.bn(x, unit + "_bn", unit=unit)
+            x = b.bn(x, unit + "_bn")
             x = b.relu(x, unit + "_relu")
             x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name=unit + "_pool",
                                           **b.dtype)(x)
@@ -134,7 +160,7 @@ def _cnn4(widths, weight_decay, policy, folded):
         size = (size + 1) // 2
     if widths["fc1"]:
         x = b.conv(x, widths["fc1"], size, "fc1", padding="valid", output_size=(1, 1))
-        x = b.bn(x, "fc1_bn", unit="fc1")
+        x = b.bn(x, "fc1_bn")
         x = b.relu(x, "fc1_relu")
     else:
         x = None

@@ -12,6 +12,7 @@ model with `keras.models.clone_model` and a `clone_function` that gives each con
 its new `filters` / `units`: the graph, names and every other setting stay those of the original
 model, and the kept weights are copied in by variable name, sliced.
 """
+import dataclasses
 import math
 
 import keras
@@ -19,17 +20,17 @@ import numpy as np
 from keras import ops
 
 from cifar10_prune import ema
+from cifar10_prune.layers import EmptyConv2D
 from cifar10_prune.surgery import L, CHANNELWISE, analyze, explain, find_groups  # noqa: F401
 
-# rho_l is a "memory" cost in units of the input image, as costs.memory_cost: 1024 for 32x32.
 _ACTIVATIONS = (L.ReLU, L.LeakyReLU, L.ELU, L.Activation)
 
 
-def penalties(model):
+def penalties(model, reader_cost=None):
     """{gamma variable path: rho_l} for the member batch norms of every prunable group of
     `model`, for `ista.ISTA(lr, l1_penalty=..., penalties=penalties(model))`.
 
-    rho_l is the paper's memory cost of one channel, as `costs.memory_cost` computes it:
+    rho_l is the paper's memory cost of one channel:
     (H_out*W_out + k_h*k_w*C_in + sum over the readers of C_next*k'_h*k'_w) / (H_in*W_in of the
     model's input), so / 1024 for 32x32 images (a dense layer counts as a 1x1 conv on a 1x1
     image; a depthwise conv's channel reads one input channel, k_h*k_w). In a coupled group the
@@ -37,14 +38,18 @@ def penalties(model):
     the members' rho then add up to the cost of the whole channel counted once, and a group of
     one member gets exactly the formula above. Blocked groups get no penalty (it would shrink
     gammas for nothing).
+
+    `reader_cost(group, reader)`, if given, replaces C_next*k'_h*k'_w of a reader (the recipe
+    uses it for the original code's cnn4 quirks, see `models.penalties`).
     """
     analysis = analyze(model)
     pixels = _spatial(model.inputs[0].shape) if len(model.inputs[0].shape) == 4 else 1
+    cost = reader_cost or (lambda group, reader: _reader_cost(reader))
     rho = {}
     for group in analysis.groups:
         if not group.prunable:
             continue
-        readers = sum(_reader_cost(layer) for layer, _ in group.readers)
+        readers = sum(cost(group, layer) for layer, _ in group.readers)
         for bn, _ in group.members:
             own = _spatial(bn.output.shape) + _input_cost(analysis.source[bn.name])
             rho[bn.gamma.path] = (own + readers / len(group.members)) / pixels
@@ -56,7 +61,10 @@ def _spatial(shape):
 
 
 def _input_cost(layer):
-    """k_h*k_w*C_in of the layer producing a member's channels (one input channel if depthwise)."""
+    """k_h*k_w*C_in of the layer producing a member's channels (one input channel if depthwise,
+    none for an empty conv)."""
+    if isinstance(layer, EmptyConv2D):
+        return 0
     if isinstance(layer, L.DepthwiseConv2D):
         return math.prod(layer.kernel_size)
     if isinstance(layer, L.Conv2D):
@@ -93,22 +101,103 @@ class MovingAverage(keras.callbacks.Callback):
         return self.ema.averages()
 
 
-def compress(model, averages=None):
-    """A new, narrower functional model computing what `model` computes in inference mode.
+@dataclasses.dataclass
+class Plan:
+    """What compressing a model changes, found by `plan`.
+
+    Attributes:
+      analysis: the model's `surgery.Analysis`.
+      removed: {group unit name: indices of the channels removed}, for every prunable group.
+      out_mask, in_mask: {layer name: boolean mask of the output / input channels kept}, for the
+        layers that lose channels.
+      values: {variable path: value} of every weight, the removed channels' constants folded in.
+      new_bias: {reader name: bias} for readers that need a bias they do not have.
+    """
+    analysis: object
+    removed: dict
+    out_mask: dict
+    in_mask: dict
+    values: dict
+    new_bias: dict
+
+    def width(self, layer_name, default):
+        """How many output channels layer `layer_name` keeps (`default` if it loses none)."""
+        mask = self.out_mask.get(layer_name)
+        return default if mask is None else int(mask.sum())
+
+
+def plan(model, averages=None, absorb=True, allow_empty=False):
+    """Which channels of `model` go, and its weights with their constants folded in.
 
     In every prunable group (`find_groups`), channel c is removed when its raw gamma is exactly
     zero in all the group's member batch norms: from the producing convs / dense layers, the
     member batch norms, the depthwise convs and other per-channel layers of the group, and as an
     input channel of every reader. A removed channel is a constant at its readers (the member's
-    beta through the activations, pooling and sums on the way); what it added to a reader's
-    output is folded into the reader's bias if it has one, else into the moving mean of the
-    batch norm that alone reads the reader, else into a bias the new reader gets. This is exact
-    for dense and VALID-conv readers and in the interior of SAME-conv readers; at SAME borders the
-    zero padding means the channel contributed less, so the fold over-corrects there by the taps
-    outside the image (bounded by |W| * |constant| summed over those taps; the paper's
-    approximation, as in `rebuild`; a ZeroPadding2D before a VALID reader counts as SAME
-    padding). When a group's channels are all zero one is kept (a layer
-    with no channels is not supported here).
+    beta through the activations, pooling and sums on the way); with `absorb`, what it added to
+    a reader's output is folded into the reader's bias if it has one, else into the moving mean
+    of the batch norm that alone reads the reader, else into a bias the new reader gets. This is
+    exact for dense and VALID-conv readers and in the interior of SAME-conv readers; at SAME
+    borders the zero padding means the channel contributed less, so the fold over-corrects there
+    by the taps outside the image (bounded by |W| * |constant| summed over those taps; the
+    paper's approximation; a ZeroPadding2D before a VALID reader counts as SAME padding).
+    Without `absorb` the constants are dropped (the original code's arithmetic).
+
+    Args:
+      model: a functional Keras model; its raw gammas decide which channels go.
+      averages: optional {variable path: value} to take the weights from instead of the raw
+        variables (e.g. `MovingAverage.averages()`).
+      absorb: fold the removed channels' constants into the readers (see above).
+      allow_empty: a group whose channels are all zero loses them all (the caller can build a
+        layer without channels, as the recipe's builder does); otherwise one is kept.
+    """
+    analysis = analyze(model)
+    values = {v.path: ops.convert_to_numpy(v) for v in model.weights}
+    values.update(averages or {})
+
+    removed_by_unit, out_mask, in_mask = {}, {}, {}
+    for group in analysis.groups:
+        if not group.prunable:
+            continue
+        zero = np.ones(group.width, bool)
+        for bn, offset in group.members:
+            zero &= ops.convert_to_numpy(bn.gamma)[offset:offset + group.width] == 0
+        if zero.all() and not allow_empty:
+            zero[0] = False
+        removed = np.flatnonzero(zero)
+        removed_by_unit[group.unit] = removed
+        for layer, offset in group.producers + group.members + group.channelwise:
+            _mask(out_mask, layer, _width(layer))[offset + removed] = False
+        for layer, offset in group.readers:
+            _mask(in_mask, layer, layer.input.shape[-1])[offset + removed] = False
+
+    new_bias = _fold(model, analysis, values, in_mask) if absorb else {}
+    return Plan(analysis, removed_by_unit, out_mask, in_mask, values, new_bias)
+
+
+def copy_weights(plan, model, slim):
+    """Give every layer of `slim` the weights of `model`'s layer of the same name, without the
+    channels `plan` removes (layers of `slim` without weights, e.g. empty convs, are skipped)."""
+    for target in slim.layers:
+        if not target.weights:
+            continue
+        layer = model.get_layer(target.name)
+        old = {v.name: plan.values[v.path] for v in layer.weights}
+        if target.name in plan.new_bias:
+            old["bias"] = plan.new_bias[target.name]
+        for var in target.weights:
+            var.assign(_slice(layer, var.name, old[var.name], plan.in_mask.get(layer.name),
+                              plan.out_mask.get(layer.name)))
+
+
+def compress(model, averages=None):
+    """A new, narrower functional model computing what `model` computes in inference mode.
+
+    The channels whose raw gamma is exactly zero in every member of their group go, and their
+    constants are folded into the readers, as `plan` says (exact but at SAME borders, where the
+    error is bounded). When a group's channels are all zero one is kept (a layer with no
+    channels is not supported here). The new model is built with `keras.models.clone_model`,
+    each conv / dense layer given its new `filters` / `units` (and a bias where a fold needs
+    one); names and every other setting stay.
 
     Args:
       model: a functional Keras model; its raw gammas decide which channels go.
@@ -118,48 +207,20 @@ def compress(model, averages=None):
     Returns:
       The new model (same layer names); `model` is not changed.
     """
-    analysis = analyze(model)
-    values = {v.path: ops.convert_to_numpy(v) for v in model.weights}
-    values.update(averages or {})
-
-    out_mask, in_mask = {}, {}
-    for group in analysis.groups:
-        if not group.prunable:
-            continue
-        zero = np.ones(group.width, bool)
-        for bn, offset in group.members:
-            zero &= ops.convert_to_numpy(bn.gamma)[offset:offset + group.width] == 0
-        if zero.all():
-            zero[0] = False
-        removed = np.flatnonzero(zero)
-        for layer, offset in group.producers + group.members + group.channelwise:
-            _mask(out_mask, layer, _width(layer))[offset + removed] = False
-        for layer, offset in group.readers:
-            _mask(in_mask, layer, layer.input.shape[-1])[offset + removed] = False
-
-    new_bias = _fold(model, analysis, values, in_mask)
+    found = plan(model, averages)
 
     def clone(layer):
         config = layer.get_config()
-        if layer.name in out_mask and isinstance(layer, L.Conv2D):
-            config["filters"] = int(out_mask[layer.name].sum())
-        elif layer.name in out_mask and isinstance(layer, L.Dense):
-            config["units"] = int(out_mask[layer.name].sum())
-        if layer.name in new_bias:
+        if isinstance(layer, L.Conv2D):
+            config["filters"] = found.width(layer.name, config["filters"])
+        elif isinstance(layer, L.Dense):
+            config["units"] = found.width(layer.name, config["units"])
+        if layer.name in found.new_bias:
             config["use_bias"] = True
         return layer.__class__.from_config(config)
 
     slim = keras.models.clone_model(model, clone_function=clone)
-    for layer in model.operations:
-        if not layer.weights:
-            continue
-        target = slim.get_layer(layer.name)
-        old = {v.name: values[v.path] for v in layer.weights}
-        if layer.name in new_bias:
-            old["bias"] = new_bias[layer.name]
-        for var in target.weights:
-            var.assign(_slice(layer, var.name, old[var.name], in_mask.get(layer.name),
-                              out_mask.get(layer.name)))
+    copy_weights(found, model, slim)
     return slim
 
 
@@ -244,7 +305,9 @@ def _constants(model, analysis, values):
         elif isinstance(layer, _ACTIVATIONS):
             x = np.nan_to_num(inputs[0]).astype("float32")
             x = x.reshape((1,) * (len(node.input_tensors[0].shape) - 1) + x.shape)
-            value = ops.convert_to_numpy(layer(x)).reshape(-1).astype(float)
+            # `call`, not `__call__`: a mixed-precision layer would round the constant to 16 bits.
+            value = ops.convert_to_numpy(layer.call(ops.convert_to_tensor(x)))
+            value = value.reshape(-1).astype(float)
             value[np.isnan(inputs[0])] = np.nan
         elif isinstance(layer, CHANNELWISE):
             value = inputs[0]  # pooling, dropout, padding: a constant channel stays (inside)

@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 from absl import flags
 
-from cifar10_prune import charts, cli, costs, graph, models, summaries
+from cifar10_prune import charts, cli, costs, ista, models, summaries
 from cifar10_prune.flags.report import define_report_flags
 from cifar10_prune.stages import StageError, has_architecture
 from cifar10_prune.spec import ARCHITECTURE_FILE, ArchSpec, read_extra
@@ -43,10 +43,9 @@ def _end_sparsity(before, after):
     that its compression removed (rho of the model the stage trained)."""
     model = models.build_model(before)
     zero = total = 0.0
-    for unit in graph.units(model):
-        rho = unit.bn.penalty_weight
-        zero += rho * (before.widths[unit.name] - after.widths[unit.name])
-        total += rho * before.widths[unit.name]
+    for unit, rho, _ in ista.penalized(model, models.penalties(model)):
+        zero += rho * (before.widths[unit] - after.widths[unit])
+        total += rho * before.widths[unit]
     return zero / total if total else 0.0
 
 

@@ -31,6 +31,8 @@ import dataclasses
 
 import keras
 
+from cifar10_prune.layers import EmptyConv2D
+
 L = keras.layers
 
 # Keep channel c as channel c, act on each channel on its own, and keep a constant channel
@@ -41,6 +43,9 @@ CHANNELWISE = (L.ReLU, L.LeakyReLU, L.ELU, L.Activation, L.MaxPooling2D, L.Avera
                L.ZeroPadding2D, L.Cropping2D, L.UpSampling2D, L.Identity)
 # Layers that read every input channel through a kernel slice: they can lose input channels.
 READERS = (L.Conv2D, L.Dense)
+# Layers whose output channels a batch norm after them can prune: the readers, and the conv left
+# when every input channel of a conv was pruned (a narrowed recipe model; it reads nothing).
+PRODUCERS = READERS + (EmptyConv2D,)
 # Layers this module knows and that cannot lose a channel: they block the groups they read.
 BLOCKERS = (L.Flatten, L.Reshape, L.Permute, L.Multiply, L.Subtract, L.Average, L.Maximum,
             L.Minimum, L.Dot, L.Softmax, L.LayerNormalization, L.UnitNormalization,
@@ -77,6 +82,12 @@ class Group:
     @property
     def name(self):
         return self.members[0][0].name
+
+    @property
+    def unit(self):
+        """The name of the (first) layer producing the channels: what an `ArchSpec` width, the
+        training log and `rebuild` call the group."""
+        return self.producers[0][0].name
 
     @property
     def prunable(self):
@@ -208,6 +219,8 @@ class _Walker:
 
     @staticmethod
     def _reads_channels(layer):
+        if isinstance(layer, EmptyConv2D):
+            return True  # it has no input channels; its output channels are plain ones
         if isinstance(layer, L.Conv2D):
             return layer.groups == 1 and layer.data_format == "channels_last"
         return True  # Dense contracts the last axis
@@ -218,7 +231,7 @@ class _Walker:
         width = bn.moving_mean.shape[0]
         last = bn.axis in (-1, len(tensor.shape) - 1) or bn.axis == [len(tensor.shape) - 1]
         only_reader = len(self.readers[id(tensor)]) == 1
-        if isinstance(source, READERS) and self._reads_channels(source) and last and only_reader:
+        if isinstance(source, PRODUCERS) and self._reads_channels(source) and last and only_reader:
             group = Group(width, members=[(bn, 0)], producers=[(source, 0)])
             if not bn.scale:
                 self._block(group, "%s has no gamma (scale=False)" % bn.name)

@@ -37,7 +37,7 @@ def main(argv):
         model = models.build_model(spec, FLAGS.weight_decay, dtype_policy=policy)
         optimizer = ista.ISTA(training.learning_rate_schedule(FLAGS.learning_rate,
                                                               FLAGS.batch_size),
-                              l1_penalty=FLAGS.l1_penalty, penalties=ista.penalties(model))
+                              l1_penalty=FLAGS.l1_penalty, penalties=models.penalties(model))
         optimizer = precision.wrap_optimizer(optimizer, policy)  # loss scaling for float16 only
     trainer = training.Trainer(model, optimizer, train_dir, FLAGS.save_checkpoint_secs,
                                strategy=strategy)

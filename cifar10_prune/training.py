@@ -125,6 +125,8 @@ class Trainer:
         # mixed-precision runs write and read the same checkpoint layout.
         self.checkpoint = make_checkpoint(model, self.ema, precision.inner_optimizer(optimizer),
                                           self.gamma_rescale)
+        # {gamma path: rho_l} the logged sparsity metrics weigh (none for a plain optimizer).
+        self.penalties = getattr(precision.inner_optimizer(optimizer), "penalties", {})
         self.manager = checkpoint_manager(self.checkpoint, self.workdir.path)
         self._run = None
         self._dataset = self._iterator = None
@@ -262,7 +264,7 @@ class Trainer:
                 # resumed run's first starts on a logged step; that first one is logged too.
                 step = self.step
                 num = min(log_frequency - step % log_frequency, max_steps - step)
-                lasso, fake, zeros = ista.sparsity(self.model)
+                lasso, fake, zeros = ista.sparsity(self.model, self.penalties)
                 lr = float(self.optimizer.learning_rate)
                 start = time.time()
                 first, last = (float(v) for v in self._run(iterator, tf.constant(num)))

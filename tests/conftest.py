@@ -53,6 +53,12 @@ def randomize_batch_norms(model, seed=0):
     return model
 
 
+def rho_by_unit(model):
+    """{unit: rho_l} of a recipe model, as its optimizer gets them (models.penalties)."""
+    from cifar10_prune import ista, models
+    return {unit: rho for unit, rho, _ in ista.penalized(model, models.penalties(model))}
+
+
 def one_error_line(proc, *needles):
     """Assert that a CLI run failed with exit status 1 and exactly one stderr line,
     `error: ...`, containing every one of `needles`."""

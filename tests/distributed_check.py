@@ -27,7 +27,7 @@ def trainer(strategy, weights=None):
         if weights is not None:
             model.set_weights(weights)
         optimizer = ista.ISTA(training.learning_rate_schedule(LR, BATCH), l1_penalty=L1,
-                              penalties=ista.penalties(model))
+                              penalties=models.penalties(model))
     return training.Trainer(model, optimizer, tempfile.mkdtemp(), log=lambda *a: None,
                             strategy=strategy)
 
@@ -41,9 +41,11 @@ for t in (one, two):
 
 images, labels = next(iter(data.eval_dataset(data_dir, BATCH, num_examples=BATCH)[0]))
 result = {"replicas": two.strategy.num_replicas_in_sync, "steps": [one.step, two.step]}
-result["zero_gammas"] = [sum(z for z, _ in ista.sparsity(t.model)[2].values()) for t in (one, two)]
+result["zero_gammas"] = [sum(z for z, _ in ista.sparsity(t.model, t.penalties)[2].values())
+                        for t in (one, two)]
 result["same_zeros"] = all(np.array_equal(g1 == 0, g2 == 0) for (_, _, g1), (_, _, g2) in
-                           zip(ista.gamma_table(one.model), ista.gamma_table(two.model)))
+                           zip(ista.penalized(one.model, one.penalties),
+                               ista.penalized(two.model, two.penalties)))
 
 
 def difference(a, b):

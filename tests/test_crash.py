@@ -52,7 +52,7 @@ def _expected_widths(stage0_dir, path):
     model = models.build_model(ArchSpec.load(stage0_dir))
     ema = ExponentialMovingAverage(model.trainable_variables)
     training.read_checkpoint(training.make_checkpoint(model, ema), path)
-    return {unit: n - zero for unit, (zero, n) in ista.sparsity(model)[2].items()}
+    return {unit: n - zero for unit, (zero, n) in ista.sparsity(model, models.penalties(model))[2].items()}
 
 
 def test_kill_9_at_random_points_then_rerun(tiny_data, tmp_path):

@@ -46,7 +46,7 @@ def test_folded_model_computes_the_unfolded_one(case):
     model = randomize_batch_norms(models.build_model(spec), seed=len(case))
     folded = fold.fold_batch_norms(model)
     assert not any(isinstance(l, keras.layers.BatchNormalization) for l in folded.layers)
-    assert fold.spec_of(model) == spec
+    assert models.spec_of(model) == spec
     images = np.random.default_rng(1).normal(0.0, 1.0, (6, 32, 32, 3)).astype(np.float32)
     expected = model(images, training=False).numpy()
     got = folded(images).numpy()

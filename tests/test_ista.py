@@ -62,7 +62,7 @@ def test_no_penalty_is_sgd_bit_for_bit():
     x = rng.normal(size=(8, 32, 32, 3)).astype(np.float32)
     y = rng.randint(0, 10, 8)
     results = []
-    for make in (lambda m: ista.ISTA(0.1, 0.0, ista.penalties(m)),
+    for make in (lambda m: ista.ISTA(0.1, 0.0, models.penalties(m)),
                  lambda m: keras.optimizers.SGD(0.1)):
         keras.utils.set_random_seed(1)
         model = models.build_model(spec)
@@ -139,12 +139,13 @@ def test_ema_matches_tf1_warm_up():
 def test_sparsity_metrics_by_hand():
     model = models.build_model(ArchSpec("cnn4", {"conv1": 4, "conv2": 4, "conv3": 4, "fc1": 4}))
     gammas = {"conv1": [0, 0, 1, -2], "conv2": [0.5] * 4, "conv3": [0, 0, 0, 0], "fc1": [1, 0, 1, 0]}
+    penalties = models.penalties(model)
     rho = {}
-    for layer in model.layers:
-        if getattr(layer, "unit", None):
-            layer.gamma.assign(np.array(gammas[layer.unit], np.float32))
-            rho[layer.unit] = layer.penalty_weight
-    lasso, fake, zeros = ista.sparsity(model)
+    for unit, values in gammas.items():
+        bn = model.get_layer(unit + "_bn")
+        bn.gamma.assign(np.array(values, np.float32))
+        rho[unit] = penalties[bn.gamma.path]
+    lasso, fake, zeros = ista.sparsity(model, penalties)
     assert lasso == pytest.approx(sum(rho[u] * np.abs(g).sum() for u, g in gammas.items()))
     assert fake == pytest.approx((2 * rho["conv1"] + 4 * rho["conv3"] + 2 * rho["fc1"])
                                  / (4 * sum(rho.values())))

@@ -5,8 +5,9 @@ import keras
 import numpy as np
 import pytest
 
-from cifar10_prune import costs, graph, ista, models
+from cifar10_prune import costs, ista, models
 from cifar10_prune.spec import ArchitectureError, ArchSpec
+from conftest import rho_by_unit
 
 RESNET_UNITS = ["g%db%dc0" % (g, b) for g in (1, 2, 3) for b in range(3)]
 GROUP_WIDTH = {1: 16, 2: 32, 3: 64}
@@ -114,23 +115,23 @@ def _resnet_expected(unit):
 
 def test_resnet20_rho_table():
     model = models.build_model(ArchSpec.dense("resnet20"))
-    rho = {u.name: u.bn.penalty_weight for u in graph.units(model)}
+    rho = rho_by_unit(model)
     assert rho == {u: _resnet_expected(u) for u in RESNET_UNITS}
-    assert model.get_layer("softmax_linear_bn").penalty_weight == 0
-    lasso, fake, _ = ista.sparsity(model)
+    assert model.get_layer("softmax_linear_bn").gamma.path not in models.penalties(model)
+    lasso, fake, _ = ista.sparsity(model, models.penalties(model))
     assert lasso == pytest.approx(345.0) and fake == 0.0
 
 
 def test_cnn4_rho_with_quirk():
     model = models.build_model(ArchSpec.dense("cnn4"))
-    rho = {u.name: u.bn.penalty_weight * 1024 for u in graph.units(model)}
+    rho = {u: r * 1024 for u, r in rho_by_unit(model).items()}
     assert rho == {"conv1": 5899, "conv2": 4384, "conv3": 5248, "fc1": 3083}
-    assert ista.sparsity(model)[0] == pytest.approx(3515.15625)
+    assert ista.sparsity(model, models.penalties(model))[0] == pytest.approx(3515.15625)
 
 
 def test_rho_recomputed_on_narrower_model():
     model = models.build_model(ArchSpec("cnn4", {"conv1": 50, "conv2": 100, "conv3": 120, "fc1": 200}))
-    rho = {u.name: u.bn.penalty_weight * 1024 for u in graph.units(model)}
+    rho = {u: r * 1024 for u, r in rho_by_unit(model).items()}
     # H*W and C_in are the narrow model's; the next conv is counted with its dense width
     # (conv2 192, conv3 192, fc1 384), as the original does after a compression.
     assert rho == {"conv1": 1024 + 25 * 3 + 192 * 25,
@@ -139,7 +140,7 @@ def test_rho_recomputed_on_narrower_model():
                    "fc1": 1 + 16 * 120 + 10 * 1}
     narrow = models.build_model(ArchSpec("resnet20", {u: 3 for u in RESNET_UNITS}))
     # c0's own width is not in its rho, so a narrower resnet20 keeps the dense weights.
-    assert {u.name: u.bn.penalty_weight for u in graph.units(narrow)} == {
+    assert rho_by_unit(narrow) == {
         u: _resnet_expected(u) for u in RESNET_UNITS}
 
 

@@ -22,7 +22,7 @@ def _dataset(batch=8, seed=0):
 def _trainer(train_dir, policy, lr=0.1, l1=0.0, spec=SMALL, seed=1):
     keras.utils.set_random_seed(seed)
     model = models.build_model(spec, dtype_policy=policy)
-    opt = precision.wrap_optimizer(ista.ISTA(lr, l1, ista.penalties(model)), policy)
+    opt = precision.wrap_optimizer(ista.ISTA(lr, l1, models.penalties(model)), policy)
     return training.Trainer(model, opt, str(train_dir), log=lambda _: None)
 
 
@@ -66,7 +66,7 @@ def test_mixed_model_computes_in_bfloat16_with_float32_variables_and_logits():
     assert not np.array_equal(mixed(x, training=False).numpy(), reference)  # really bfloat16
 
 
-def _gammas_at_thresholds(model, lr, l1, rng):
+def _gammas_at_thresholds(model, penalties, lr, l1, rng):
     """Per prunable unit, gammas at +-t * (1 + k * 1e-4), k = -20..20 (k != 0), plus exact zeros
     and two large ones, where t = lr * rho * l1 is the float32 threshold ISTA computes.
 
@@ -76,8 +76,9 @@ def _gammas_at_thresholds(model, lr, l1, rng):
     offsets = np.array([k * 1e-4 for k in range(-20, 21) if k], np.float64)
     expected = {}
     for layer in model.layers:
-        if getattr(layer, "unit", None):
-            t = np.float32(lr) * np.float32(layer.penalty_weight * l1)  # float32, as ISTA does
+        if isinstance(layer, keras.layers.BatchNormalization) and layer.scale and \
+                layer.gamma.path in penalties:
+            t = np.float32(lr) * np.float32(penalties[layer.gamma.path] * l1)  # float32, as ISTA
             t_bf16 = float(tf.cast(tf.cast(t, tf.bfloat16), tf.float32))
             assert abs(t_bf16 - t) > 5e-4 * t, "pick l1 so that the test can see bfloat16"
             magnitude = np.concatenate([t * (1 + offsets), [0.0, 0.0, 2 * t, 3 * t]])
@@ -86,7 +87,7 @@ def _gammas_at_thresholds(model, lr, l1, rng):
             layer.gamma.assign(gamma)
             # Independent reference (float64): soft-threshold of the gamma, the gradient step
             # being negligible.
-            expected[layer.unit] = np.sign(gamma) * np.maximum(np.abs(gamma) - np.float64(t), 0)
+            expected[layer.name] = np.sign(gamma) * np.maximum(np.abs(gamma) - np.float64(t), 0)
     return expected
 
 
@@ -95,10 +96,10 @@ def test_ista_zeros_under_mixed_precision_equal_float32s(tmp_path):
     results = {}
     for policy in ("float32", "mixed_bfloat16"):
         trainer = _trainer(tmp_path / policy, policy, lr=lr, l1=l1, spec=SPEC)
-        expected = _gammas_at_thresholds(trainer.model, lr, l1, np.random.RandomState(0))
+        expected = _gammas_at_thresholds(trainer.model, trainer.penalties, lr, l1,
+                                         np.random.RandomState(0))
         trainer.fit(_dataset(), 1, 1, 8)  # the real compiled step
-        results[policy] = {l.unit: l.gamma.numpy() for l in trainer.model.layers
-                           if getattr(l, "unit", None)}
+        results[policy] = {name: trainer.model.get_layer(name).gamma.numpy() for name in expected}
     for unit, reference in expected.items():
         mixed, plain = results["mixed_bfloat16"][unit], results["float32"][unit]
         np.testing.assert_array_equal(mixed == 0, reference == 0, err_msg=unit)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cifar10_prune import costs, graph, ista, models, rebuild, recalibrate, rescale
+from cifar10_prune import costs, ista, models, rebuild, recalibrate, rescale
 from cifar10_prune.ema import ExponentialMovingAverage
 from cifar10_prune.layers import EmptyConv2D
 from cifar10_prune.spec import ArchSpec
@@ -20,17 +20,22 @@ def randomized(spec, seed=0):
     return randomize_batch_norms(models.build_model(spec), seed)
 
 
+def unit_bn(model, unit):
+    """The batch norm of prunable layer `unit` (the builder names it `<unit>_bn`)."""
+    return model.get_layer(unit + "_bn")
+
+
 def zero_channels(model, chosen, beta_sign, seed=1):
     """Set gamma = 0 for channels `chosen[unit]`, with betas of sign `beta_sign` (+1/-1)."""
     rng = np.random.RandomState(seed)
-    for unit in graph.units(model):
-        if unit.name in chosen:
-            idx = np.asarray(chosen[unit.name], int)
-            gamma, beta = unit.bn.gamma.numpy(), unit.bn.beta.numpy()
-            gamma[idx] = 0.0
-            beta[idx] = beta_sign * rng.uniform(0.1, 1.0, idx.size)
-            unit.bn.gamma.assign(gamma)
-            unit.bn.beta.assign(beta)
+    for unit in (u for u in models.spec_of(model).widths if u in chosen):
+        bn = unit_bn(model, unit)
+        idx = np.asarray(chosen[unit], int)
+        gamma, beta = bn.gamma.numpy(), bn.beta.numpy()
+        gamma[idx] = 0.0
+        beta[idx] = beta_sign * rng.uniform(0.1, 1.0, idx.size)
+        bn.gamma.assign(gamma)
+        bn.beta.assign(beta)
 
 
 def logits(model):
@@ -64,14 +69,15 @@ def test_resnet20_negative_betas_exact():
     assert_same_function(dense, slim)
 
 
-def _bound_check(dense, slim, unit_name, bn_name):
-    """Slim vs dense output of `bn_name`, the BN after the reader of `unit_name`: exact inside,
-    and at SAME borders at most |gamma_o| / sqrt(var_o + eps) * sum |W[., ., pruned, o]| relu(beta)."""
-    unit = {u.name: u for u in graph.units(dense)}[unit_name]
-    pruned = np.flatnonzero(unit.bn.gamma.numpy() == 0)
-    constant = np.maximum(unit.bn.beta.numpy()[pruned], 0)
-    (consumer,) = unit.consumers
-    kernel = consumer.conv.kernel.numpy()[:, :, pruned, :]
+def _bound_check(dense, slim, unit_name, reader_name):
+    """Slim vs dense output of the BN after `reader_name`, the conv reading `unit_name`: exact
+    inside, and at SAME borders at most |gamma_o| / sqrt(var_o + eps) * sum |W[., ., pruned, o]|
+    relu(beta)."""
+    unit = unit_bn(dense, unit_name)
+    pruned = np.flatnonzero(unit.gamma.numpy() == 0)
+    constant = np.maximum(unit.beta.numpy()[pruned], 0)
+    kernel = dense.get_layer(reader_name).kernel.numpy()[:, :, pruned, :]
+    bn_name = reader_name + "_bn"
     bn = dense.get_layer(bn_name)
     scale = (np.abs(bn.gamma.numpy()) if bn.scale else 1.0) / np.sqrt(bn.moving_variance.numpy() + bn.epsilon)
     bound = scale * np.einsum("hwco,c->o", np.abs(kernel), constant)
@@ -90,7 +96,7 @@ def test_resnet20_positive_betas_border_bound():
     dense = randomized(spec)
     zero_channels(dense, {"g2b1c0": [1, 4, 9, 30]}, beta_sign=+1)
     _, slim = rebuild.compress(spec, dense)
-    _bound_check(dense, slim, "g2b1c0", "g2b1c1_bn")
+    _bound_check(dense, slim, "g2b1c0", "g2b1c1")
 
 
 def test_cnn4_through_max_pool():
@@ -110,7 +116,7 @@ def test_cnn4_same_border_bound_through_max_pool():
     dense = randomized(spec)
     zero_channels(dense, {"conv1": [0, 5, 17, 40]}, beta_sign=+1)
     _, slim = rebuild.compress(spec, dense)
-    _bound_check(dense, slim, "conv1", "conv2_bn")
+    _bound_check(dense, slim, "conv1", "conv2")
 
 
 @pytest.mark.parametrize("unit, removed", [("fc1", "softmax_linear"), ("conv3", "fc1")])
@@ -144,7 +150,7 @@ def test_resnet20_every_block_pruned():
     assert costs.param_count(slim) == 12696
     assert_same_function(dense, slim)
     # The reduced model still trains (each block is its shortcut plus a constant).
-    opt = ista.ISTA(0.1, 0.005, ista.penalties(slim))
+    opt = ista.ISTA(0.1, 0.005, models.penalties(slim))
     with tf.GradientTape() as tape:
         loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
             np.arange(6) % 10, slim(IMAGES, training=True), from_logits=True))
@@ -158,7 +164,7 @@ def test_one_resnet_block_fully_pruned_with_positive_betas():
     zero_channels(dense, {"g1b1c0": range(16)}, beta_sign=+1)
     new_spec, slim = rebuild.compress(spec, dense)
     assert new_spec.widths["g1b1c0"] == 0
-    _bound_check(dense, slim, "g1b1c0", "g1b1c1_bn")
+    _bound_check(dense, slim, "g1b1c0", "g1b1c1")
 
 
 def test_kept_weights_come_from_the_averages():
@@ -182,18 +188,20 @@ def test_gamma_rescaling_keeps_the_function(name):
     before = logits(model)
     weights = [v.numpy() for v in model.weights]
     ema = ExponentialMovingAverage(model.trainable_variables)
-    rescale.rescale(model, 0.01, ema)
-    gamma = model.get_layer(graph.units(model)[0].bn.name).gamma.numpy()
+    penalties = models.penalties(model)
+    rescale.rescale(model, 0.01, penalties, ema)
+    first = unit_bn(model, next(iter(ArchSpec.dense(name).widths)))
+    gamma = first.gamma.numpy()
     np.testing.assert_allclose(gamma, weights[[v.path for v in model.weights].index(
-        graph.units(model)[0].bn.gamma.path)] * 0.01, rtol=1e-6)
+        first.gamma.path)] * 0.01, rtol=1e-6)
     after = logits(model)
     np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-5 * max(1, np.abs(before).max()))
-    np.testing.assert_allclose(ema.shadow_by_path()[graph.units(model)[0].bn.gamma.path].numpy(), gamma)
-    rescale.rescale(model, 100.0, ema)
+    np.testing.assert_allclose(ema.shadow_by_path()[first.gamma.path].numpy(), gamma)
+    rescale.rescale(model, 100.0, penalties, ema)
     for w, v in zip(weights, model.weights):
         np.testing.assert_allclose(v.numpy(), w, rtol=1e-5, atol=1e-7)
     with pytest.raises(ValueError, match="alpha > 0"):
-        rescale.rescale(model, 0.0)
+        rescale.rescale(model, 0.0, penalties)
 
 
 def test_recalibrated_statistics_equal_batch_statistics():
@@ -240,12 +248,11 @@ def test_without_absorption_equals_dense_with_channels_silenced(name, chosen):
     _, absorbed = rebuild.compress(spec, dense)
     silenced = randomized(spec)
     silenced.set_weights(dense.get_weights())
-    for unit in graph.units(silenced):
-        if unit.name in chosen:
-            idx = np.asarray(chosen[unit.name], int)
-            beta = unit.bn.beta.numpy()
-            beta[idx] = 0.0
-            unit.bn.beta.assign(beta)
+    for unit, idx in chosen.items():
+        bn = unit_bn(silenced, unit)
+        beta = bn.beta.numpy()
+        beta[np.asarray(idx, int)] = 0.0
+        bn.beta.assign(beta)
     assert_same_function(silenced, dropped)
     assert np.abs(logits(absorbed) - logits(dropped)).max() > 1e-3  # absorption does something
 
@@ -259,4 +266,4 @@ def test_report_end_of_stage_sparsity_is_the_logged_metric():
     zero_channels(model, {"g1b0c0": [0, 3], "g2b1c0": range(7), "g3b2c0": range(0, 64, 3)},
                   beta_sign=-1)
     new_spec, _ = rebuild.compress(spec, model)
-    assert report._end_sparsity(spec, new_spec) == pytest.approx(ista.sparsity(model)[1])
+    assert report._end_sparsity(spec, new_spec) == pytest.approx(ista.sparsity(model, models.penalties(model))[1])

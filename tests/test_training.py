@@ -28,9 +28,15 @@ def _dataset(batch=8, n=32, poison_after=None):
 
 def _trainer(train_dir, l1=0.0, lr=0.1, spec=SPEC):
     model = models.build_model(spec)
-    opt = ista.ISTA(training.learning_rate_schedule(lr, 8), l1, ista.penalties(model))
+    opt = ista.ISTA(training.learning_rate_schedule(lr, 8), l1, models.penalties(model))
     lines = []
     return training.Trainer(model, opt, str(train_dir), log=lines.append), lines
+
+
+def _penalized_layers(trainer):
+    """[(batch norm, rho_l)] of the gammas the trainer's optimizer penalizes."""
+    return [(layer, trainer.penalties[layer.gamma.path]) for layer in trainer.model.layers
+            if getattr(layer, "gamma", None) is not None and layer.gamma.path in trainer.penalties]
 
 
 def _parsed(lines):
@@ -44,7 +50,7 @@ def test_log_line_and_resume(tmp_path):
     steps = [int(p[0]) for p in _parsed(lines)]
     assert steps == [0, 2, 4]
     assert float(_parsed(lines)[0][2]) == pytest.approx(ista.sparsity(
-        models.build_model(SPEC))[0], abs=0.005)  # group lasso before the first update
+        models.build_model(SPEC), trainer.penalties)[0], abs=0.005)  # group lasso before the first update
     assert [os.path.basename(p) for p in trainer.manager.checkpoints] == ["model.ckpt-5"]
 
     again, lines = _trainer(tmp_path)
@@ -100,11 +106,10 @@ def test_ista_zeros_survive_and_log_matches_checkpoint(tmp_path):
     from_disk, _ = _trainer(tmp_path)
     from_disk.checkpoint.read(path).expect_partial()
     zero_cost = total_cost = 0.0
-    for layer in from_disk.model.layers:
-        if getattr(layer, "unit", None):
-            gamma = layer.gamma.numpy()
-            zero_cost += layer.penalty_weight * np.sum(gamma == 0)
-            total_cost += layer.penalty_weight * gamma.size
+    for layer, rho in _penalized_layers(from_disk):
+        gamma = layer.gamma.numpy()
+        zero_cost += rho * np.sum(gamma == 0)
+        total_cost += rho * gamma.size
     assert logged == pytest.approx(round(zero_cost / total_cost, 2))
     # The EMA keeps averaging but never writes into the raw gammas.
     shadows = again.ema.shadow_by_path()
@@ -125,17 +130,16 @@ def test_logged_fake_sparsity_matches_checkpoint_count(tmp_path):
     trainer, _ = _trainer(tmp_path, l1=0.001)
     trainer.fit(_dataset(), 2, 1, 8)
     rng = np.random.RandomState(5)
-    for layer in trainer.model.layers:  # exact zeros in some channels of some layers
-        if getattr(layer, "unit", None):
-            gamma = layer.gamma.numpy()
-            gamma[rng.rand(gamma.size) < 0.4] = 0.0
-            layer.gamma.assign(gamma)
+    for layer, _ in _penalized_layers(trainer):  # exact zeros in some channels of some layers
+        gamma = layer.gamma.numpy()
+        gamma[rng.rand(gamma.size) < 0.4] = 0.0
+        layer.gamma.assign(gamma)
     path = trainer.save()
 
     reader = _trainer(tmp_path)[0]
     reader.checkpoint.read(path).expect_partial()
-    counted = [(l.penalty_weight * np.sum(l.gamma.numpy() == 0), l.penalty_weight * l.gamma.shape[0])
-               for l in reader.model.layers if getattr(l, "unit", None)]
+    counted = [(rho * np.sum(l.gamma.numpy() == 0), rho * l.gamma.shape[0])
+               for l, rho in _penalized_layers(reader)]
     expected = sum(c for c, _ in counted) / sum(t for _, t in counted)
     assert 0.05 < expected < 0.95
 
