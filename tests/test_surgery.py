@@ -1,13 +1,16 @@
 """The library API (surgery + prune) on tiny VGG-, ResNet- and MobileNetV2-style models: the
 compressed model against the uncompressed one with the same gammas zeroed."""
+import os
+
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from keras import layers
 
-from cifar10_prune import ista, models, prune, rebuild, surgery
+from cifar10_prune import ista, models, prune, rebuild, surgery, training
 from cifar10_prune.spec import ArchSpec
-from conftest import randomize_batch_norms
+from conftest import REPO, randomize_batch_norms
 
 SIZE = 16
 IMAGES = np.random.RandomState(42).normal(size=(4, SIZE, SIZE, 3)).astype(np.float32)
@@ -336,3 +339,78 @@ def test_fit_with_ista_zeroes_gammas_then_compress():
     keep = np.flatnonzero(gammas["c1_bn"] != 0)
     np.testing.assert_allclose(averaged.get_layer("c1_bn").gamma.numpy(),
                                average.averages()["c1_bn/gamma"][keep])
+
+
+def _readme_snippet():
+    """The Python block of the README's "Prune your own Keras model" section, as written."""
+    with open(os.path.join(REPO, "README.md")) as f:
+        section = f.read().split("## Prune your own Keras model", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_readme_lines_prune_a_users_model(tmp_path, monkeypatch):
+    """The README's lines, run as they stand on a small model of the user's: the SavedModel they
+    write needs only TensorFlow, and computes what the trained model computes."""
+    keras.utils.set_random_seed(0)
+    images = keras.Input((8, 8, 3))
+    x = conv_bn(images, 8, "c1")
+    x = conv_bn(x, 8, "c2", kernel=1)  # 1x1 reader and dense reader: the folding is exact
+    x = layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(images, layers.Dense(4, activation="softmax", name="probs")(x))
+    for name in ("c1_bn", "c2_bn"):  # spread gammas, so that the penalty zeroes some
+        model.get_layer(name).gamma.assign(np.linspace(0.01, 1.5, 8))
+    rng = np.random.RandomState(0)
+    train_images = rng.normal(size=(64, 8, 8, 3)).astype("float32")
+    train_labels = rng.randint(0, 4, 64)
+    monkeypatch.chdir(tmp_path)
+    snippet = _readme_snippet()
+    assert len(snippet.strip().splitlines()) < 20
+    # Stronger penalty than the README's, so that ten epochs of 64 images zero some gammas.
+    snippet = snippet.replace("l1_penalty=0.005", "l1_penalty=0.5")
+    scope = {"model": model, "train_images": train_images, "train_labels": train_labels}
+    exec(compile(snippet, "README.md", "exec"), scope)
+    slim = scope["slim"]
+    assert slim.count_params() < model.count_params()
+    served = tf.saved_model.load(str(tmp_path / "slim_saved_model"))
+    x = train_images[:8]
+    np.testing.assert_allclose(served.serve(tf.constant(x)).numpy(), slim(x, training=False).numpy(),
+                               atol=1e-6)
+    reloaded = keras.saving.load_model(str(tmp_path / "slim.keras"))
+    np.testing.assert_allclose(reloaded(x).numpy(), slim(x, training=False).numpy(), atol=1e-6)
+    # Against the uncompressed model holding the same (averaged) weights: exact folding here.
+    dense = keras.models.clone_model(model)
+    dense.set_weights(model.get_weights())
+    for var in dense.trainable_variables:
+        var.assign(scope["average"].averages()[var.path])
+    for name in ("c1_bn", "c2_bn"):  # the raw zeros decide, as compress does
+        bn = dense.get_layer(name)
+        bn.gamma.assign(np.where(model.get_layer(name).gamma.numpy() == 0, 0, bn.gamma.numpy()))
+    np.testing.assert_allclose(slim(x, training=False).numpy(), dense(x, training=False).numpy(),
+                               atol=1e-5)
+
+
+def test_package_trainer_on_a_users_model(tmp_path):
+    """training.Trainer (the recipe's compiled loop, EMA, checkpoints, log lines) on a model
+    that is not one of the recipe's: gammas reach zero, the log names the layers, it resumes."""
+    keras.utils.set_random_seed(0)
+    images = keras.Input((8, 8, 3))
+    x = conv_bn(images, 8, "c1")
+    x = conv_bn(x, 8, "c2")
+    x = layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(images, layers.Dense(4, name="logits")(x))
+    model.get_layer("c1_bn").gamma.assign(np.linspace(0.001, 1.5, 8))
+    rng = np.random.RandomState(0)
+    data = tf.data.Dataset.from_tensor_slices(
+        (rng.normal(size=(32, 8, 8, 3)).astype("float32"), rng.randint(0, 4, 32))).repeat().batch(8)
+    lines = []
+    trainer = training.Trainer(model, ista.ISTA(0.1, 1.0, prune.penalties(model)),
+                               str(tmp_path), log=lines.append)
+    trainer.fit(data, 3, 1, 8)
+    zero_lines = [l for l in lines if l.startswith("zero gammas:")]
+    assert len(zero_lines) == 3 and zero_lines[0].startswith("zero gammas: c1 0/8 c2 0/8")
+    removed = np.sum(model.get_layer("c1_bn").gamma.numpy() == 0)
+    assert removed > 0
+    assert prune.compress(model).get_layer("c1").filters == 8 - removed
+    again = training.Trainer(keras.models.clone_model(model), ista.ISTA(0.1, 1.0, prune.penalties(
+        model)), str(tmp_path), log=lines.append)
+    assert again.restore().endswith("model.ckpt-3") and again.step == 3
