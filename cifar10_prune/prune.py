@@ -7,10 +7,13 @@ narrower model once gammas are exactly zero.
     model.fit(...)                             # gammas reach exactly zero
     slim = prune.compress(model)               # same function in inference mode, fewer channels
 
-The groups come from `surgery` (see its docstring for the rules). `compress` builds the new
-model with `keras.models.clone_model` and a `clone_function` that gives each conv / dense layer
-its new `filters` / `units`: the graph, names and every other setting stay those of the original
-model, and the kept weights are copied in by variable name, sliced.
+The groups come from `surgery` (see its docstring for the rules). `plan` says which channels go
+and folds their constants into the weights of the layers reading them; `compress` then builds
+the new model with `keras.models.clone_model` and a `clone_function` that gives each conv /
+dense layer its new `filters` / `units` (the graph, names and every other setting stay those of
+the original model), and `copy_weights` copies the kept weights in by layer name, sliced. The
+CIFAR-10 recipe uses the same `penalties` and `plan`, with its own builder for the narrower
+model (`rebuild.compress`).
 """
 import dataclasses
 import math
