@@ -6,14 +6,13 @@ from absl import app, flags, logging
 
 from cifar10_prune.data import DataError
 from cifar10_prune.distribute import DistributionError
-from cifar10_prune.graph import GraphError
 from cifar10_prune.spec import ArchitectureError
 from cifar10_prune.stages import StageError
 from cifar10_prune.storage import WriteError
 from cifar10_prune.training import CheckpointError, TrainingError
 
 # Problems with the user's input or files: reported without a traceback.
-USER_ERRORS = (DataError, ArchitectureError, GraphError, StageError, TrainingError,
+USER_ERRORS = (DataError, ArchitectureError, StageError, TrainingError,
                CheckpointError, FileExistsError, WriteError, DistributionError)
 
 
