@@ -7,9 +7,9 @@ from absl import app, flags, logging
 from cifar10_prune.data import DataError
 from cifar10_prune.distribute import DistributionError
 from cifar10_prune.spec import ArchitectureError
-from cifar10_prune.stages import StageError
+from cifar10_prune.stages import CheckpointError, StageError
 from cifar10_prune.storage import WriteError
-from cifar10_prune.training import CheckpointError, TrainingError
+from cifar10_prune.training import TrainingError
 
 # Problems with the user's input or files: reported without a traceback.
 USER_ERRORS = (DataError, ArchitectureError, StageError, TrainingError,

@@ -35,7 +35,7 @@ def evaluate_checkpoint(spec, path, dataset, train_dataset, writer):
     precision, loss, _ = evaluation.evaluate(model, dataset)
     print("%s: precision @ 1 = %.4f" % (datetime.datetime.now(), precision))
     print("%s: test loss = %.4f" % (datetime.datetime.now(), loss), flush=True)
-    step = int(path.rsplit("-", 1)[1])
+    step = stages.checkpoint_step(path)
     summaries.scalars(writer(), step, {"precision_at_1": precision, "test_loss": loss,
                                        "total_params": params})
 

@@ -24,18 +24,15 @@ from absl import flags
 
 from cifar10_prune import charts, cli, costs, ista, models, summaries
 from cifar10_prune.flags.report import define_report_flags
-from cifar10_prune.stages import StageError, has_architecture
-from cifar10_prune.spec import ARCHITECTURE_FILE, ArchSpec, read_extra
+from cifar10_prune.spec import ArchSpec
+from cifar10_prune.stages import (ARCHITECTURE_FILE, StageError, has_architecture,
+                                  read_architecture, read_provenance, run_eval_dir,
+                                  run_stage_dir)
 
-STAGE_PREFIX = "cifar10_train"
 # SavedModels run_experiments.sh writes: the slim model, the dense baseline's, and (when no
 # baseline was trained) the dense architecture with stage-0 weights, good for timing only.
 SAVED_MODELS = (("slim", "saved_model"), ("dense baseline", "saved_model_dense"),
                 ("dense architecture (stage-0 weights)", "saved_model_stage0"))
-
-
-def _stage_dir(train_dir, version):
-    return os.path.join(train_dir, "%s_%d" % (STAGE_PREFIX, version))
 
 
 def _end_sparsity(before, after):
@@ -52,12 +49,13 @@ def _end_sparsity(before, after):
 def collect(train_dir):
     """One row per compressed stage version v >= 1 found in train_dir."""
     rows, version = [], 1
-    while has_architecture(_stage_dir(train_dir, version)):
-        stage_dir = _stage_dir(train_dir, version)
-        record = read_extra(stage_dir)
-        spec = ArchSpec.load(stage_dir)
-        before = _stage_dir(train_dir, version - 1)
-        before = ArchSpec.load(before) if has_architecture(before) else ArchSpec.dense(spec.model)
+    while has_architecture(run_stage_dir(train_dir, version)):
+        stage_dir = run_stage_dir(train_dir, version)
+        record = read_provenance(stage_dir)
+        spec = read_architecture(stage_dir)
+        before = run_stage_dir(train_dir, version - 1)
+        before = (read_architecture(before) if has_architecture(before)
+                  else ArchSpec.dense(spec.model))
         model = models.build_model(spec)
         trained = record.get("trained_with", {})
         row = {"stage": version - 1, "version": version, "l1_penalty": trained.get("l1_penalty"),
@@ -66,7 +64,7 @@ def collect(train_dir):
                "fake_sparsity": _end_sparsity(before, spec),
                "absorbed": record.get("absorbed_pruned_constants", True),
                "recalibrated_bn": record.get("recalibrated_bn"), "widths": spec.widths}
-        scalars = summaries.read_scalars(os.path.join(train_dir, "eval_%d" % version))
+        scalars = summaries.read_scalars(run_eval_dir(train_dir, version))
         for key in ("precision_at_1", "test_loss"):
             row[key] = scalars[key][-1][1] if key in scalars else None
         rows.append(row)
@@ -80,8 +78,8 @@ def curves(train_dir, tags=("fake_sparsity", "group_lasso")):
     at 0), None between stages."""
     out = {tag: [] for tag in tags}
     starts, offset, version = [], 0, 0
-    while os.path.isdir(_stage_dir(train_dir, version)):
-        scalars = summaries.read_scalars(_stage_dir(train_dir, version))
+    while os.path.isdir(run_stage_dir(train_dir, version)):
+        scalars = summaries.read_scalars(run_stage_dir(train_dir, version))
         if not scalars:
             break
         starts.append(offset)
@@ -90,8 +88,9 @@ def curves(train_dir, tags=("fake_sparsity", "group_lasso")):
             points = sorted(dict(scalars.get(tag, [])).items())  # a resumed step logs once
             out[tag] += [(offset + step, value) for step, value in points] + [None]
             last = max([last] + [step for step, _ in points])
-        following = _stage_dir(train_dir, version + 1)
-        trained = read_extra(following).get("trained_with", {}) if has_architecture(following) else {}
+        following = run_stage_dir(train_dir, version + 1)
+        trained = (read_provenance(following).get("trained_with", {})
+                   if has_architecture(following) else {})
         offset += trained.get("max_steps") or last
         version += 1
     return out, starts[1:]
@@ -197,15 +196,16 @@ def params_precision_svg(rows, baseline=None):
 def write_report(train_dir, time_models=False, baseline_dir=None, log=print):
     """Print the results and write results.md, results.json and the SVG charts in train_dir."""
     rows = collect(train_dir)
+    first = os.path.join(run_stage_dir("", 1), ARCHITECTURE_FILE)  # relative to a train_dir
     if not rows:
-        raise StageError("no compressed stages (%s_1/%s) in %s; run run_experiments.sh first"
-                         % (STAGE_PREFIX, ARCHITECTURE_FILE, train_dir))
+        raise StageError("no compressed stages (%s) in %s; run run_experiments.sh first"
+                         % (first, train_dir))
     baseline = None
     if baseline_dir:
         baseline = collect(baseline_dir)
         if not baseline:
-            raise StageError("--baseline_dir %s holds no compressed stages (%s_1/%s)"
-                             % (baseline_dir, STAGE_PREFIX, ARCHITECTURE_FILE))
+            raise StageError("--baseline_dir %s holds no compressed stages (%s)"
+                             % (baseline_dir, first))
     speed = None
     if time_models:
         paths = {name: os.path.join(train_dir, d) for name, d in SAVED_MODELS
@@ -217,7 +217,7 @@ def write_report(train_dir, time_models=False, baseline_dir=None, log=print):
         "results.md": text,
         "results.json": json.dumps({"stages": rows, "baseline": baseline,
                                     "inference_images_per_sec": speed}, indent=2),
-        "widths.svg": charts.widths_svg(ArchSpec.load(_stage_dir(train_dir, 1)).dense_widths,
+        "widths.svg": charts.widths_svg(read_architecture(run_stage_dir(train_dir, 1)).dense_widths,
                                         [("stage %d" % r["stage"], r["widths"]) for r in rows]),
         "curves.svg": curves_svg(train_dir, baseline_dir),
         "params_precision.svg": params_precision_svg(rows, baseline),

@@ -1,14 +1,12 @@
 """Architecture as data: which model, and how many channels each prunable layer keeps.
 
 A dense model and every pruned model are described by the same small record, so one builder
-(`models.build_model`) makes both. Pruned stages store it as JSON next to their checkpoint; it is
-validated on load, never unpickled.
+(`models.build_model`) makes both. The record's JSON text is validated when parsed, never
+unpickled; where it lives on disk (a stage's architecture.json) is stages.py's business.
 """
 import dataclasses
 import json
-import os
 
-ARCHITECTURE_FILE = "architecture.json"
 _FORMAT = "cifar10_prune.architecture"
 _FORMAT_VERSION = 1
 
@@ -80,8 +78,13 @@ class ArchSpec:
         try:
             record = json.loads(text)
         except json.JSONDecodeError as e:
-            raise ArchitectureError("%s is not valid JSON (%s); it should be the %s written "
-                                    "when a stage is compressed" % (origin, e, ARCHITECTURE_FILE))
+            raise ArchitectureError("%s is not valid JSON (%s)" % (origin, e))
+        return cls.from_record(record, origin)
+
+    @classmethod
+    def from_record(cls, record, origin="<string>"):
+        """Validate a record parsed from `to_json`'s text (extra keys are ignored); errors name
+        `origin`."""
         if not isinstance(record, dict) or record.get("format") != _FORMAT:
             raise ArchitectureError("%s is not a cifar10_prune architecture file (no "
                                     "\"format\": %r)" % (origin, _FORMAT))
@@ -92,28 +95,6 @@ class ArchSpec:
             return cls(record.get("model"), record.get("widths"))
         except ArchitectureError as e:
             raise ArchitectureError("%s: %s" % (origin, e)) from None
-
-    def save(self, directory, **extra):
-        """Write `directory/architecture.json` (via a temporary file, so never half-written)."""
-        path = os.path.join(directory, ARCHITECTURE_FILE)
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(self.to_json(**extra))
-        os.replace(tmp, path)
-        return path
-
-    @classmethod
-    def load(cls, directory):
-        """Read and validate `directory/architecture.json`."""
-        path = os.path.join(directory, ARCHITECTURE_FILE)
-        with open(path) as f:
-            return cls.from_json(f.read(), origin=path)
-
-
-def read_extra(directory):
-    """The whole JSON record of `directory/architecture.json` (for provenance fields)."""
-    with open(os.path.join(directory, ARCHITECTURE_FILE)) as f:
-        return json.load(f)
 
 
 def width_table(before, after):

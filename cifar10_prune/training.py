@@ -1,16 +1,15 @@
-"""The training stage: compiled SGD/ISTA steps, the EMA, checkpoints, logs and summaries."""
+"""The training stage: compiled SGD/ISTA steps, the EMA, saving and resuming checkpoints (their
+names and layout are stages.py's), the NaN stop, logs and summaries."""
 import datetime
 import math
-import os
 import time
 
 import keras
 import tensorflow as tf
 
-from cifar10_prune import distribute, ista, precision, storage, summaries
+from cifar10_prune import distribute, ista, precision, stages, storage, summaries
 from cifar10_prune.ema import ExponentialMovingAverage
 
-CHECKPOINT_NAME = "model.ckpt"
 NUM_TRAIN_EXAMPLES = 50000
 EPOCHS_PER_DECAY = 350
 
@@ -24,80 +23,6 @@ def learning_rate_schedule(learning_rate, batch_size):
     decay_steps = int(NUM_TRAIN_EXAMPLES / batch_size * EPOCHS_PER_DECAY)
     return keras.optimizers.schedules.ExponentialDecay(
         learning_rate, decay_steps=decay_steps, decay_rate=0.1, staircase=True)
-
-
-def make_checkpoint(model, ema, optimizer=None, gamma_rescale=None):
-    """The one checkpoint layout every stage writes and reads: model (raw weights), ema
-    (their averages), and when training, the optimizer (global step) and the gamma rescale."""
-    parts = {"model": model, "ema": ema}
-    if optimizer is not None:
-        parts["optimizer"] = optimizer
-    if gamma_rescale is not None:
-        parts["gamma_rescale"] = gamma_rescale
-    return tf.train.Checkpoint(**parts)
-
-
-def checkpoint_manager(checkpoint, directory, max_to_keep=5):
-    """Checkpoints named `model.ckpt-<global step>`, as the original's."""
-    return tf.train.CheckpointManager(checkpoint, directory, max_to_keep=max_to_keep,
-                                      checkpoint_name=CHECKPOINT_NAME)
-
-
-def _step(path):
-    return int(path.rsplit("-", 1)[1])
-
-
-def checkpoints_on_disk(directory):
-    """The `model.ckpt-<step>` paths present in `directory`, oldest first (by global step),
-    including a stage's preserved `model.ckpt-0`, which the checkpoint state no longer lists."""
-    suffix = ".index"
-    found = tf.io.gfile.glob(os.path.join(directory, "%s-*%s" % (CHECKPOINT_NAME, suffix)))
-    paths = [p[:-len(suffix)] for p in found if p[:-len(suffix)].rsplit("-", 1)[1].isdigit()]
-    return sorted(paths, key=_step)
-
-
-class CheckpointError(ValueError):
-    """A checkpoint is damaged or does not fit the model it is read into."""
-
-
-def intact(path):
-    """Whether every tensor of checkpoint `path` can be read in full."""
-    try:
-        reader = tf.train.load_checkpoint(path)
-        for name in reader.get_variable_to_shape_map():
-            reader.get_tensor(name)
-    except (ValueError, IndexError, tf.errors.OpError):
-        return False
-    return True
-
-
-def read_checkpoint(checkpoint, path, model_name="this"):
-    """`checkpoint.read(path)`, turning what can go wrong with the file into CheckpointError:
-    damaged (cut short, unreadable) or made for another architecture."""
-    damaged = mismatch = None
-    try:
-        checkpoint.read(path).expect_partial()
-    except (IndexError, tf.errors.DataLossError, tf.errors.OutOfRangeError) as e:
-        damaged = str(e)
-    except (ValueError, tf.errors.OpError) as e:
-        mismatch = str(e).strip().splitlines()[0]
-    if damaged is not None:
-        raise CheckpointError("%s is damaged (%s): it was cut short or corrupted, e.g. by a full "
-                              "disk or a copy that broke off" % (path, damaged))
-    if mismatch is not None:
-        raise CheckpointError("%s does not fit the %s architecture (%s); was architecture.json "
-                              "edited or replaced, or is --is_compressed wrong for this stage?"
-                              % (path, model_name, mismatch))
-
-
-def restore_averaged(model, path):
-    """Load checkpoint `path` into `model` and replace its trainable weights by their moving
-    averages (this port always evaluates the averages; see the README's Faithfulness section).
-    Returns the EMA object. Raises CheckpointError for a damaged or mismatched file."""
-    ema = ExponentialMovingAverage(model.trainable_variables)
-    read_checkpoint(make_checkpoint(model, ema), path, model.name)
-    ema.copy_to_variables()
-    return ema
 
 
 class Trainer:
@@ -123,11 +48,12 @@ class Trainer:
             self.gamma_rescale = tf.Variable(1.0, trainable=False, name="gamma_rescale")
         # A LossScaleOptimizer (float16) is saved as the optimizer it wraps, so that float32 and
         # mixed-precision runs write and read the same checkpoint layout.
-        self.checkpoint = make_checkpoint(model, self.ema, precision.inner_optimizer(optimizer),
-                                          self.gamma_rescale)
+        self.checkpoint = stages.make_checkpoint(model, self.ema,
+                                                 precision.inner_optimizer(optimizer),
+                                                 self.gamma_rescale)
         # {gamma path: rho_l} the logged sparsity metrics weigh (none for a plain optimizer).
         self.penalties = getattr(precision.inner_optimizer(optimizer), "penalties", {})
-        self.manager = checkpoint_manager(self.checkpoint, self.workdir.path)
+        self.manager = stages.checkpoint_manager(self.checkpoint, self.workdir.path)
         self._run = None
         self._dataset = self._iterator = None
 
@@ -148,36 +74,36 @@ class Trainer:
         A checkpoint newer than the checkpoint state's latest is one whose save was cut off (by
         a kill or a crash): if damaged, it is passed over. Any other damaged checkpoint is a
         CheckpointError naming the newest intact one; nothing is deleted, so the user decides."""
-        on_disk = checkpoints_on_disk(self.train_dir)
+        on_disk = stages.checkpoints_on_disk(self.train_dir)
         state = tf.train.get_checkpoint_state(self.train_dir)
-        recorded = _step(state.model_checkpoint_path) if state else None
+        recorded = stages.checkpoint_step(state.model_checkpoint_path) if state else None
         # Newest file first, not the state file's record: after the user moves a damaged
         # checkpoint away, as the error below advises, the next run resumes from the one before.
         for i in reversed(range(len(on_disk))):
             path = on_disk[i]
             try:
                 # A stage's step-0 checkpoint (written by compression) has no optimizer state.
-                read_checkpoint(self.checkpoint, path, self.model.name)
+                stages.read_checkpoint(self.checkpoint, path, self.model.name)
                 return path
-            except CheckpointError as e:
-                if intact(path):
+            except stages.CheckpointError as e:
+                if stages.intact(path):
                     raise
-                if recorded is not None and _step(path) > recorded:
+                if recorded is not None and stages.checkpoint_step(path) > recorded:
                     self.log("passing over %s: its save was interrupted (it is newer than the "
                              "last completed save, %s)" % (path, state.model_checkpoint_path))
                     continue
-                older = [p for p in reversed(on_disk[:i]) if intact(p)]
+                older = [p for p in reversed(on_disk[:i]) if stages.intact(p)]
                 hint = ("The newest intact checkpoint is %s: move %s.* out of %s and rerun to "
                         "resume from it." % (older[0], path, self.train_dir)) if older else (
                     "No older intact checkpoint is left in %s; move %s.* away to start the "
                     "stage again." % (self.train_dir, path))
-                raise CheckpointError("%s. %s" % (e, hint)) from None
+                raise stages.CheckpointError("%s. %s" % (e, hint)) from None
         return None
 
     def path(self, step):
         """The checkpoint path of global step `step` where this process saves (train_dir, or a
         non-chief worker's scratch directory)."""
-        return os.path.join(self.workdir.path, "%s-%d" % (CHECKPOINT_NAME, step))
+        return stages.checkpoint_file(self.workdir.path, step)
 
     def save(self):
         """Save a checkpoint of the current step; a failed write (e.g. a full disk) is a

@@ -13,9 +13,8 @@ import time
 
 import tensorflow as tf
 
-from cifar10_prune import ista, models, training
+from cifar10_prune import ista, models, stages
 from cifar10_prune.ema import ExponentialMovingAverage
-from cifar10_prune.spec import ArchSpec
 from conftest import REPO, run_cli, one_error_line
 
 MAX_STEPS = 300  # ~6 s of training at batch 10 here: several kills fit in a stage
@@ -49,9 +48,9 @@ def _kill_after(proc, marker, delay):
 def _expected_widths(stage0_dir, path):
     """The widths compressing checkpoint `path` must give, counted independently of rebuild.py:
     a unit keeps the channels whose raw gamma is not exactly zero."""
-    model = models.build_model(ArchSpec.load(stage0_dir))
+    model = models.build_model(stages.read_architecture(stage0_dir))
     ema = ExponentialMovingAverage(model.trainable_variables)
-    training.read_checkpoint(training.make_checkpoint(model, ema), path)
+    stages.read_checkpoint(stages.make_checkpoint(model, ema), path)
     return {unit: n - zero for unit, (zero, n) in ista.sparsity(model, models.penalties(model))[2].items()}
 
 

@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from cifar10_prune import costs, ista, models
+from cifar10_prune import costs, ista, models, stages
 from cifar10_prune.spec import ArchitectureError, ArchSpec
 from conftest import rho_by_unit
 
@@ -146,8 +146,8 @@ def test_rho_recomputed_on_narrower_model():
 
 def test_spec_json_round_trip(tmp_path):
     spec = ArchSpec("cnn4", {"conv1": 1, "conv2": 2, "conv3": 3, "fc1": 0})
-    spec.save(str(tmp_path), source="x")
-    assert ArchSpec.load(str(tmp_path)) == spec
+    stages.write_architecture(str(tmp_path), spec, source="x")
+    assert stages.read_architecture(str(tmp_path)) == spec
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -165,14 +165,14 @@ def test_hand_edited_json_is_rejected(tmp_path, edit, message):
     edit(record)
     (tmp_path / "architecture.json").write_text(json.dumps(record))
     with pytest.raises(ArchitectureError, match=message) as err:
-        ArchSpec.load(str(tmp_path))
+        stages.read_architecture(str(tmp_path))
     assert "architecture.json" in str(err.value)
 
 
 def test_corrupt_json_is_rejected(tmp_path):
     (tmp_path / "architecture.json").write_text('{"format": "cifar10_prune.archi')
     with pytest.raises(ArchitectureError, match="not valid JSON"):
-        ArchSpec.load(str(tmp_path))
+        stages.read_architecture(str(tmp_path))
 
 
 def test_batch_norm_moving_variance_is_unbiased_like_tf1_fused():

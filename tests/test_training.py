@@ -187,16 +187,16 @@ def test_compressed_starting_checkpoint_is_kept(tmp_path):
     start = stages.checkpoint_path(stage1, 0)
     # What the original's eval reads for a compressed stage (raw variables) is what ours reads
     # (averages): in the checkpoint compression writes they are equal.
-    model = models.build_model(ArchSpec.load(stage1))
-    ema = training.restore_averaged(model, start)  # the model now holds the averages
-    raw = models.build_model(ArchSpec.load(stage1))
-    training.make_checkpoint(raw, ExponentialMovingAverage(raw.trainable_variables)).read(
+    model = models.build_model(stages.read_architecture(stage1))
+    ema = stages.restore_averaged(model, start)  # the model now holds the averages
+    raw = models.build_model(stages.read_architecture(stage1))
+    stages.make_checkpoint(raw, ExponentialMovingAverage(raw.trainable_variables)).read(
         start).expect_partial()
     for a, b in zip(model.weights, raw.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     assert len(ema.shadows) == len(raw.trainable_variables)
 
-    later, _ = _trainer(stage1, l1=0.01, spec=ArchSpec.load(stage1))
+    later, _ = _trainer(stage1, l1=0.01, spec=stages.read_architecture(stage1))
     assert later.restore() == start
     for steps in range(1, 8):  # seven saves: five are kept, plus model.ckpt-0
         later.fit(_dataset(), steps, 1, 8)
