@@ -1,0 +1,115 @@
+#!/usr/bin/env python
+"""How much faster can a narrower resnet20 get here? The floor that width cuts cannot go below.
+
+    python benchmarks/inference_floor.py                 # ~2 min on 2 CPU cores
+    python benchmarks/inference_floor.py --rounds 2 --calls 3
+
+The recipe (like the original) prunes only the first conv of each residual block (`c0`): the
+second conv still writes all 16/32/64 channels, and the shortcuts, residual adds, stem and
+classifier stay as they are. So besides the multiply-adds that shrink with the widths, a slim
+model pays for work that does not. This script measures it: it exports four freshly initialized
+resnet20s (`export.export_saved_model`, batch norms folded, with `model.tflite`), dense, slim
+(every prunable width x `--slim_fraction`, as benchmark.py's slim model), "floor" (every
+prunable layer at width 1: almost no multiply-adds in the blocks' convs, but every full-width
+output still written) and "blocks pruned" (width 0: each block is its shortcut plus a
+constant), and times them in turns, at batch `--batch_size`, as the SavedModel and as TFLite
+with 1 and 2 threads. A straight line through dense and floor (time = fixed + k * conv
+multiply-adds) predicts what the slim model could run at if its convs scaled perfectly with
+their multiply-adds; the predicted and measured slim / dense ratios are printed next to the
+multiply-add ratio and issue 9's target (0.8 x that ratio).
+"""
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchmark import machine_info, median, progress  # noqa: E402
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--batch_size", type=int, default=125)
+    p.add_argument("--calls", type=int, default=10, help="calls per timed block")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--slim_fraction", type=float, default=0.6)
+    p.add_argument("--output", default=None, help="JSON file for every measurement")
+    args = p.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+    import numpy as np
+    import tensorflow as tf
+
+    from cifar10_prune import costs, export, models, tflite
+    from cifar10_prune.spec import ArchSpec
+
+    dense = ArchSpec.dense("resnet20").widths
+    specs = {"dense": dense,
+             "slim": {u: max(1, int(round(args.slim_fraction * w))) for u, w in dense.items()},
+             "floor": dict.fromkeys(dense, 1),
+             "blocks pruned": dict.fromkeys(dense, 0)}
+    images = np.random.RandomState(0).randint(0, 256, (args.batch_size, 32, 32, 3)).astype(
+        np.uint8)
+    runners, macs, keep = {}, {}, []
+    with tempfile.TemporaryDirectory(prefix="inference_floor-") as tmp:
+        for name, widths in specs.items():
+            model = models.build_model(ArchSpec("resnet20", widths))
+            macs[name] = costs.conv_flops(model)
+            path = export.export_saved_model(model, os.path.join(tmp, name.replace(" ", "_")),
+                                             tflite_file=True)
+            loaded = tf.saved_model.load(path)
+            keep.append(loaded)  # the signature needs its object alive
+            serve, x = loaded.signatures["serving_default"], tf.constant(images)
+            runners[("SavedModel", name)] = lambda serve=serve, x=x: serve(images=x)["logits"].numpy()
+            for threads in (1, 2):
+                run = tflite.runner(os.path.join(path, tflite.MODEL_FILE), num_threads=threads)
+                runners[("TFLite %d thread%s" % (threads, "s"[:threads > 1]), name)] = (
+                    lambda run=run: run(images)["logits"])
+        progress("exported %s; timing %d rounds x %d calls at batch %d"
+                 % (", ".join(specs), args.rounds, args.calls, args.batch_size))
+        rates = {key: [] for key in runners}
+        for fn in runners.values():
+            fn()  # warm-up
+        for rnd in range(args.rounds):
+            order = list(runners) if rnd % 2 == 0 else list(reversed(list(runners)))
+            for key in order:
+                start = time.perf_counter()
+                for _ in range(args.calls):
+                    runners[key]()
+                rates[key].append(args.calls * args.batch_size / (time.perf_counter() - start))
+            progress("round %d done" % (rnd + 1))
+
+    mac_ratio = macs["dense"] / macs["slim"]
+    print("\nconv multiply-adds per image: " + ", ".join("%s %.2f M" % (n, m / 1e6)
+                                                        for n, m in macs.items()))
+    print("\n| runtime | dense | slim | floor (width 1) | blocks pruned (width 0) | slim / dense "
+          "measured | predicted by the line through dense and floor | target (0.8 x %.3f MACs) |"
+          % mac_ratio)
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    results = {}
+    for fmt in dict.fromkeys(f for f, _ in runners):
+        rate = {name: median(rates[(fmt, name)]) for name in specs}
+        # Seconds per image = fixed + k * multiply-adds, through dense and floor.
+        k = (1 / rate["dense"] - 1 / rate["floor"]) / (macs["dense"] - macs["floor"])
+        fixed = 1 / rate["floor"] - k * macs["floor"]
+        predicted = (1 / rate["dense"]) / (fixed + k * macs["slim"])
+        measured = median([s / d for d, s in zip(rates[(fmt, "dense")], rates[(fmt, "slim")])])
+        results[fmt] = {"images_per_sec": rate, "slim_vs_dense": measured,
+                        "predicted_slim_vs_dense": predicted,
+                        "fixed_share_of_dense": fixed * rate["dense"]}
+        print("| %s | %.0f | %.0f | %.0f | %.0f | %.2fx | %.2fx (fixed share of dense %.0f%%) "
+              "| %.2fx |" % (fmt, rate["dense"], rate["slim"], rate["floor"],
+                             rate["blocks pruned"], measured, predicted,
+                             100 * fixed * rate["dense"], 0.8 * mac_ratio))
+    if args.output:
+        with open(args.output, "w") as f:
+            json.dump({"machine": machine_info(), "config": vars(args), "conv_macs": macs,
+                       "images_per_sec_per_round": {"%s/%s" % k: v for k, v in rates.items()},
+                       "results": results}, f, indent=2)
+        progress("wrote %s" % args.output)
+
+
+if __name__ == "__main__":
+    main()
