@@ -31,6 +31,19 @@ def test_mirrored_two_replicas_match_one_device(tiny_data):
     assert result["weights"] < 1e-4 and result["averages"] < 1e-4 and result["logits"] < 1e-4
 
 
+def test_library_fit_under_mirrored_matches_one_device():
+    """The library API under tf.distribute: a user's model (synchronized batch norms) trained
+    with ISTA through model.fit and the MovingAverage callback on two logical CPU devices, against
+    one device from the same weights and batches."""
+    out = _python(os.path.join(REPO, "tests", "distributed_fit_check.py"))
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["replicas"] == 2 and result["steps"] == [4, 4]
+    one, two = result["zero_gammas"]
+    assert 0 < one < 16 and one == two and result["same_zeros"]
+    assert result["weights"] < 1e-5 and result["averages"] < 1e-5
+    assert result["slim_widths"][0] == result["slim_widths"][1] and result["slim_logits"] < 1e-5
+
+
 def _free_port():
     with socket.socket() as s:
         s.bind(("localhost", 0))
