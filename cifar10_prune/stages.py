@@ -280,8 +280,8 @@ def write_compressed(base, version, spec, model, averages, weight_decay, source,
     """Compress the end of stage `version` and write it as stage `version + 1`.
 
     Writes `model.ckpt-0` and architecture.json through `storage.directory`, so a failure or a
-    kill leaves nothing half-written. An existing next stage is never overwritten
-    once trained: if it is the compression of this same `source` checkpoint it is left as is; if
+    kill leaves nothing half-written. An existing next stage is never overwritten: if it is the
+    compression of this same `source` checkpoint it is left as is (trained since or not); if
     it is the untrained compression of an earlier checkpoint of the same stage (the stage was
     resumed to a higher max_steps) it is replaced, saying so; otherwise StageError.
     `recalibrate(new_model)`, if given, runs before saving. `trained_with` (the stage's
@@ -296,8 +296,11 @@ def write_compressed(base, version, spec, model, averages, weight_decay, source,
         record = read_provenance(target) if has_architecture(target) else {}
         latest = tf.train.latest_checkpoint(target) or ""
         untrained = latest.endswith("-0")
-        if untrained and record.get("source") == source:
-            log("%s already holds the compression of %s; left as is" % (target, source))
+        if record.get("source") == source:
+            # Rerunning a finished stage (e.g. all of run_experiments.sh after an interruption
+            # in a later stage): the next stage came from this very checkpoint, trained or not.
+            log("%s already holds the compression of %s%s; left as is"
+                % (target, source, "" if untrained else " (trained since)"))
             return read_architecture(target)
         mine = os.path.dirname(str(record.get("source", ""))) == os.path.dirname(source)
         if not (untrained and mine):

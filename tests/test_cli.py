@@ -140,6 +140,11 @@ def test_stage_errors(tiny_data, tmp_path):
     train(tiny_data, base, "--max_steps", 1, "--l1_penalty", 0)
     train(tiny_data, base, "--checkpoint_version", 1, "--max_steps", 1, "--squeeze_model=false")
     listing = sorted(os.listdir(base + "_1"))
+    # Rerunning the finished stage 0 (as a rerun of run_experiments.sh does) is not an error:
+    # stage 1 came from that very checkpoint, and stays as it is.
+    again = train(tiny_data, base, "--max_steps", 1, "--l1_penalty", 0)
+    assert "already holds the compression of %s_0/model.ckpt-1 (trained since)" % base in again.stdout
+    assert sorted(os.listdir(base + "_1")) == listing
     proc = train(tiny_data, base, "--max_steps", 2, check=False)  # stage 1 is trained now
     assert proc.returncode == 1 and "refusing to overwrite" in proc.stderr
     assert sorted(os.listdir(base + "_1")) == listing
