@@ -107,8 +107,10 @@ recipe() {
     steps=$("$PYTHON" -c "import sys; print(max(1, int(round(float(sys.argv[1]) * int(sys.argv[2])))))" "$SCALE" "${STEPS[$v]}")
     step "$PYTHON" -m cifar10_prune.train --model "$MODEL" --train_dir "$base" --checkpoint_version $v \
       --l1_penalty "${l1[$v]}" --max_steps "$steps" --learning_rate "${LR[$v]}" "${COMMON[@]}"
+    # --checkpoint_iter 0: the compressed end of stage v, also when a rerun finds stage v+1
+    # trained since (its newest checkpoint is then a later one).
     step "$PYTHON" -m cifar10_prune.eval --checkpoint_dir "$base" --checkpoint_version $((v + 1)) \
-      --eval_dir "$dir/eval_$((v + 1))" "${COMMON[@]}"
+      --checkpoint_iter 0 --eval_dir "$dir/eval_$((v + 1))" "${COMMON[@]}"
   done
 }
 

@@ -10,7 +10,7 @@ import tensorflow as tf
 from absl import flags
 
 from cifar10_prune import logs
-from conftest import run_cli, one_error_line
+from conftest import REPO, run_cli, one_error_line
 
 LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: step (\d+), loss = [\d.]+, "
                   r"group lasso = ([\d.]+), fake sparsity = ([\d.]+), "
@@ -331,6 +331,17 @@ def test_run_experiments_script_with_baseline(tiny_data, tmp_path):
     assert curves.count("<polyline") == 12  # 2 charts x 2 runs x 3 stages
     tradeoff = open(os.path.join(out_dir, "params_precision.svg")).read()
     assert tradeoff.count("<circle") == 6  # three stages, run and baseline
+
+    # The same command again, on the finished run: every stage is left as it is, and each row
+    # still measures the compressed end of its stage (model.ckpt-0 of the next stage), not that
+    # stage's later training.
+    again = subprocess.run(proc.args, cwd=REPO, capture_output=True, text=True, timeout=900,
+                           env=dict(os.environ, PYTHON=sys.executable))
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    with open(os.path.join(out_dir, "results.json")) as f:
+        rerun = json.load(f)
+    assert [r["precision_at_1"] for r in rerun["stages"]] == [
+        r["precision_at_1"] for r in result["stages"]]
 
 
 def test_run_experiments_stops_at_first_failure(tmp_path):
