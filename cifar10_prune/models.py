@@ -41,14 +41,19 @@ def build_model(spec, weight_decay=0.0005, dtype_policy="float32", folded=False)
     return builder(spec.widths, weight_decay, precision.dtype_policy(dtype_policy), folded)
 
 
-def spec_of(model):
-    """The `ArchSpec` of a model built by `build_model` (unfolded), read off its graph: the
-    width of every prunable layer present, 0 for the layers pruned away."""
+def _architecture(model):
+    """Which of the two networks `model` is (`build_model` names the model after it)."""
     if model.name not in DENSE_WIDTHS:
         raise ValueError("cannot tell the architecture of model %r: expected one built by "
                          "models.build_model (named one of %s)"
                          % (model.name, ", ".join(DENSE_WIDTHS)))
-    widths = dict.fromkeys(DENSE_WIDTHS[model.name], 0)
+    return model.name
+
+
+def spec_of(model):
+    """The `ArchSpec` of a model built by `build_model` (unfolded), read off its graph: the
+    width of every prunable layer present, 0 for the layers pruned away."""
+    widths = dict.fromkeys(DENSE_WIDTHS[_architecture(model)], 0)
     widths.update({g.unit: g.width for g in prune.find_groups(model) if g.prunable})
     return ArchSpec(model.name, widths)
 
@@ -61,7 +66,7 @@ def penalties(model):
     (ORIGINAL.md section 5): a reader is counted with its *dense* width even after it was
     narrowed, and cnn4's fc1 (4x4) is counted with a 3x3 kernel as conv3's reader.
     """
-    name = spec_of(model).model
+    name = _architecture(model)
     dense, quirks = DENSE_WIDTHS[name], _NEXT_KERNEL_QUIRKS[name]
 
     def reader_cost(group, reader):

@@ -15,7 +15,7 @@ approximation the paper makes).
 """
 import numpy as np
 
-from cifar10_prune import models, prune, surgery
+from cifar10_prune import models, prune
 from cifar10_prune.spec import ArchSpec
 
 
@@ -52,11 +52,10 @@ def compress(spec, model, averages=None, weight_decay=0.0005, absorb=True):
                    for g in found.analysis.groups if g.prunable})
     new_spec = ArchSpec(spec.model, widths)
     new_model = models.build_model(new_spec, weight_decay)
-    present = {g.unit for g in surgery.find_groups(new_model) if g.prunable}
-    if any(w and name not in present for name, w in widths.items()):
+    built = models.spec_of(new_model)
+    if built != new_spec:
         # A layer that now feeds only removed layers dropped out of the model (cnn4): record it.
-        widths.update({name: 0 for name in widths if name not in present})
-        new_spec = ArchSpec(spec.model, widths)
+        new_spec = built
         new_model = models.build_model(new_spec, weight_decay)
     prune.copy_weights(found, model, new_model)
     return new_spec, new_model
