@@ -98,13 +98,14 @@ step() {
 
 COMMON=(--data_dir "$DATA_DIR" "${EXTRA[@]+"${EXTRA[@]}"}" "${PASS[@]+"${PASS[@]}"}" "${UNDEFOK[@]+"${UNDEFOK[@]}"}")
 
-# recipe DIR L1_0 L1_1 L1_2: the three stages and their evals under DIR.
+# recipe NAME DIR L1_0 L1_1 L1_2: the three stages and their evals under DIR.
 recipe() {
-  local dir=$1 base=$1/cifar10_train
-  local l1=("$2" "$3" "$4")
+  local name=$1 dir=$2 base=$2/cifar10_train
+  local l1=("$3" "$4" "$5")
   mkdir -p "$dir"
   for v in 0 1 2; do
     steps=$("$PYTHON" -c "import sys; print(max(1, int(round(float(sys.argv[1]) * int(sys.argv[2])))))" "$SCALE" "${STEPS[$v]}")
+    echo "run_experiments.sh: $name, stage $((v + 1)) of 3 (--checkpoint_version $v: l1_penalty ${l1[$v]}, $steps steps, learning rate ${LR[$v]})"
     step "$PYTHON" -m cifar10_prune.train --model "$MODEL" --train_dir "$base" --checkpoint_version $v \
       --l1_penalty "${l1[$v]}" --max_steps "$steps" --learning_rate "${LR[$v]}" "${COMMON[@]}"
     # --checkpoint_iter 0: the compressed end of stage v, also when a rerun finds stage v+1
@@ -121,14 +122,16 @@ export_once() {  # export_once CHECKPOINT_DIR VERSION EXPORT_DIR: derived data, 
 }
 
 START=$SECONDS
-recipe "$TRAIN_DIR" "${L1[@]}"
+NAME=$MODEL
+if [ $BASELINE -eq 1 ]; then NAME="$MODEL pruned run (1 of 2)"; fi
+recipe "$NAME" "$TRAIN_DIR" "${L1[@]}"
 export_once "$TRAIN_DIR/cifar10_train" 3 "$TRAIN_DIR/saved_model"
 echo "run_experiments.sh: the three stages took $(( (SECONDS - START) / 60 )) min $(( (SECONDS - START) % 60 )) s"
 REPORT=(--train_dir "$TRAIN_DIR" --time_saved_models)
 rm -rf "$TRAIN_DIR/saved_model_stage0" "$TRAIN_DIR/saved_model_dense"
 if [ $BASELINE -eq 1 ]; then
   START=$SECONDS
-  recipe "$TRAIN_DIR/baseline" 0 0 0
+  recipe "$MODEL dense baseline (2 of 2)" "$TRAIN_DIR/baseline" 0 0 0
   echo "run_experiments.sh: the dense baseline took $(( (SECONDS - START) / 60 )) min $(( (SECONDS - START) % 60 )) s"
   export_once "$TRAIN_DIR/baseline/cifar10_train" 3 "$TRAIN_DIR/saved_model_dense"
   REPORT+=(--baseline_dir "$TRAIN_DIR/baseline")

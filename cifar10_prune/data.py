@@ -10,8 +10,10 @@ This reproduces the input side of the original TF1 ``cifar10_input.py`` (see
   Alternatively ``source="tfds"`` reads the same images through ``tensorflow_datasets``.
 * Training images, in exactly this order: cast to float32; zero-pad to 40x40 (4 px each side);
   random 32x32 crop; random left-right flip; random brightness (max delta 63); random contrast
-  (factor in [0.2, 1.8)); per-image standardization. Examples are shuffled with a buffer of
-  20,000 (0.4 of an epoch, the original's ``min_after_dequeue``), re-shuffled every epoch.
+  (factor in [0.2, 1.8)); per-image standardization. Each epoch reads the five training files
+  in a new random order (the original's ``string_input_producer``); examples are shuffled with
+  a buffer of 20,000 (0.4 of an epoch, the original's ``min_after_dequeue``) that, like the
+  original's queue, runs across epoch ends.
 * Evaluation images: per-image standardization only, in file order, every example exactly
   once: the last partial batch is kept (the TF1 tutorial code the original derives from ran
   ``ceil(num_examples / batch_size)`` full batches, re-reading some examples whenever
@@ -530,8 +532,8 @@ def train_dataset(data_dir, batch_size, source="binary", shuffle_buffer=SHUFFLE_
                   seed=None, url=DATA_URL):
     """Endless, shuffled, distorted training batches ``(float32 [B,32,32,3], int32 [B])``.
 
-    Shuffles the raw training records (buffer ``shuffle_buffer``, a new order every epoch),
-    repeats forever, batches with ``drop_remainder=True`` (static batch shape), decodes and
+    Reads the training files in a new random order every epoch, forever, shuffles the raw
+    records (buffer ``shuffle_buffer``, across epoch ends), batches with ``drop_remainder=True`` (static batch shape), decodes and
     applies :func:`augment_batch` to each batch in parallel, then prefetches. An integer
     ``seed`` makes both the order and the distortions reproducible.
     """
@@ -543,27 +545,34 @@ def train_dataset(data_dir, batch_size, source="binary", shuffle_buffer=SHUFFLE_
         except TypeError:
             raise ValueError(f"seed must be an integer or None, got {seed!r}") from None
     _check_source(source)
+    # Three random streams (file order, example order, distortions) drawn from one seed but
+    # not equal to each other.
+    seeds = [None] * 3 if seed is None else [seed, seed + 1, seed + 2]
     if source == "binary":
-        # Shuffle the raw 3073-byte records and decode whole batches: per-example decoding
-        # was the most expensive step of the pipeline (see the module docstring).
+        # As the original's string_input_producer: every epoch reads the five files in a new
+        # random order, each one front to back. Shuffling the raw 3073-byte records and
+        # decoding whole batches keeps per-example decoding, the most expensive step of the
+        # pipeline, out (see the module docstring).
         files, _ = _files_and_counts(data_dir, "train", url)
-        ds = tf.data.FixedLengthRecordDataset(files, RECORD_BYTES)
+        ds = tf.data.Dataset.from_tensor_slices(files).shuffle(
+            len(files), seed=seeds[0], reshuffle_each_iteration=True).repeat()
+        ds = ds.flat_map(lambda f: tf.data.FixedLengthRecordDataset(f, RECORD_BYTES))
         decode = decode_record
     else:
         ds, _ = raw_dataset(data_dir, "train", source=source, url=url)
+        ds = ds.repeat()
         decode = None
-    ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
+    # After repeat, as the original's shuffle_batch queue: the buffer runs across epoch ends.
+    ds = ds.shuffle(shuffle_buffer, seed=seeds[1])
     ds = ds.batch(batch_size, drop_remainder=True)
-    # One stateless seed per batch. Derived from `seed` but not equal to it, so the shuffle
-    # and the distortions do not share a random stream.
-    seeds = tf.data.Dataset.random(seed=None if seed is None else seed + 1).batch(
-        2, drop_remainder=True)
+    # One stateless seed per batch.
+    batch_seeds = tf.data.Dataset.random(seed=seeds[2]).batch(2, drop_remainder=True)
 
     def distort(batch, batch_seed):
         images, labels = decode(batch) if decode is not None else batch
         return augment_batch(images, batch_seed), labels
 
-    ds = tf.data.Dataset.zip((ds, seeds)).map(distort, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = tf.data.Dataset.zip((ds, batch_seeds)).map(distort, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 

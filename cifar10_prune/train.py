@@ -10,11 +10,14 @@ from cifar10_prune import logs
 
 logs.quiet_tensorflow()  # before TensorFlow loads; its start-up lines are not the user's
 
+import contextlib
+
 import tensorflow as tf
 from absl import flags
 
-from cifar10_prune import (cli, data, distribute, ista, models, precision, rescale, stages,
-                           training)
+from cifar10_prune import (cli, data, distribute, ista, models, precision, rescale, seeding,
+                           stages, training)
+from cifar10_prune.lock import StageLock
 from cifar10_prune.flags.train import define_train_flags
 from cifar10_prune.recalibrate import recalibrate_bn
 
@@ -29,7 +32,7 @@ def main(argv):
     version = FLAGS.checkpoint_version
     train_dir = stages.stage_dir(FLAGS.train_dir, version)
     spec = stages.spec_for_training(FLAGS.train_dir, version, FLAGS.model, FLAGS["model"].present)
-    dataset = data.train_dataset(FLAGS.data_dir, FLAGS.batch_size, source=FLAGS.dataset_source)
+    print(seeding.seed_everything(FLAGS.seed))
 
     policy = precision.policy_name(FLAGS.use_fp16)
     print(precision.describe(policy))
@@ -41,16 +44,26 @@ def main(argv):
         optimizer = precision.wrap_optimizer(optimizer, policy)  # loss scaling for float16 only
     trainer = training.Trainer(model, optimizer, train_dir, FLAGS.save_checkpoint_secs,
                                strategy=strategy)
+    with StageLock(train_dir) if trainer.workdir.chief else contextlib.nullcontext():
+        train_stage(trainer, version, train_dir, spec)
+
+
+def train_stage(trainer, version, train_dir, spec):
+    """Resume or start stage `version`, train it to --max_steps and, with --squeeze_model,
+    write its compression as the next stage."""
     if trainer.workdir.chief:
         stages.prepare(train_dir, spec)
     resumed = trainer.restore()
+    # Seeded from where this run starts, so a resumed stage does not replay its first batches.
+    dataset = data.train_dataset(FLAGS.data_dir, FLAGS.batch_size, source=FLAGS.dataset_source,
+                                 seed=seeding.derive(FLAGS.seed, version, trainer.step))
     if not resumed:
         start = "from scratch"
     elif trainer.step == 0:
         start = "from the compressed model %s" % resumed
     else:
         start = "resuming from %s (step %d)" % (resumed, trainer.step)
-    replicas = strategy.num_replicas_in_sync
+    replicas = trainer.strategy.num_replicas_in_sync
     print("stage %d in %s: %s, %s%s" % (version, train_dir, spec.model, start,
                                        "" if FLAGS.distribution_strategy == "default" else
                                        "; %s on %d replica%s" % (FLAGS.distribution_strategy,
@@ -70,9 +83,10 @@ def main(argv):
             recalibrate = lambda m: recalibrate_bn(m, dataset, FLAGS.recalibrate_bn)  # noqa: E731
         settings = {k: FLAGS[k].value for k in ("l1_penalty", "learning_rate", "max_steps",
                                                  "batch_size", "weight_decay", "gamma_rescale",
-                                                 "absorb_pruned_constants")}
-        stages.write_compressed(FLAGS.train_dir, version, spec, model, trainer.ema.averages(),
-                                FLAGS.weight_decay, trainer.manager.latest_checkpoint, recalibrate,
+                                                 "absorb_pruned_constants", "seed", "use_fp16")}
+        stages.write_compressed(FLAGS.train_dir, version, spec, trainer.model,
+                                trainer.ema.averages(), FLAGS.weight_decay,
+                                trainer.manager.latest_checkpoint, recalibrate,
                                 trained_with=settings, absorb=FLAGS.absorb_pruned_constants)
 
 

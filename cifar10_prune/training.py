@@ -25,6 +25,37 @@ def learning_rate_schedule(learning_rate, batch_size):
         learning_rate, decay_steps=decay_steps, decay_rate=0.1, staircase=True)
 
 
+class _Progress:
+    """How far a stage is and how long it still needs, from the speed of this process's chunks
+    (the first, which includes tracing the step function, is left out once others exist)."""
+
+    def __init__(self, step, max_steps):
+        self.max_steps = max_steps
+        self.chunks = []  # (steps, seconds)
+        self.step = step
+
+    def done(self, step, seconds):
+        self.chunks.append((step - self.step, seconds))
+        self.step = step
+
+    def line(self, step):
+        timed = self.chunks[1:] or self.chunks
+        steps, seconds = sum(n for n, _ in timed), sum(t for _, t in timed)
+        left = (self.max_steps - step) * seconds / max(steps, 1)
+        return "  progress: %d of %d steps done (%.1f%%), about %s left" % (
+            step, self.max_steps, 100.0 * step / max(self.max_steps, 1),
+            _duration(left))
+
+
+def _duration(seconds):
+    """`1 h 05 min`, `12 min`, `40 s`."""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return "%d s" % seconds
+    minutes = seconds // 60
+    return "%d h %02d min" % divmod(minutes, 60) if minutes >= 60 else "%d min" % minutes
+
+
 class Trainer:
     """Owns one stage's model, optimizer, EMA and checkpoints in `train_dir`.
 
@@ -184,6 +215,8 @@ class Trainer:
             self._iterator = iter(dataset)  # anything else is taken as already distributed
         iterator = self._iterator
         last_save = time.time()
+        clock = _Progress(self.step, max_steps)
+        last = None
         try:
             while self.step < max_steps:
                 # A chunk runs up to the next multiple of log_frequency, so every chunk but a
@@ -195,6 +228,7 @@ class Trainer:
                 start = time.time()
                 first, last = (float(v) for v in self._run(iterator, tf.constant(num)))
                 duration = time.time() - start
+                clock.done(self.step, duration)
                 if not (math.isfinite(first) and math.isfinite(last)):
                     good = self.manager.latest_checkpoint or "none yet"
                     bad = last if math.isfinite(first) else first
@@ -206,6 +240,7 @@ class Trainer:
                             num * batch_size / duration, duration / num))
                 if zeros:
                     self.log(ista.format_zeros(zeros))
+                self.log(clock.line(self.step))
                 values = {"loss": first, "learning_rate": lr, "group_lasso": lasso,
                           "fake_sparsity": fake}
                 values.update({"zero_gammas/" + u: z for u, (z, _) in zeros.items()})
@@ -220,6 +255,12 @@ class Trainer:
             path = self.save()
             raise TrainingError("interrupted at step %d; saved %s, rerun the same command to "
                                 "resume" % (self.step, path)) from None
+        if last is not None:
+            # The original logs only steps before an update, so the stage's end went unlogged.
+            lasso, fake, _ = ista.sparsity(self.model, self.penalties)
+            self.log("%s: step %d (end of stage), loss of step %d = %.2f, group lasso = %.2f, "
+                     "fake sparsity = %.2f" % (datetime.datetime.now(), self.step,
+                                               self.step - 1, last, lasso, fake))
         if self.manager.latest_checkpoint != self.path(self.step):
             self.save()
         return self.step

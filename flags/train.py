@@ -41,6 +41,11 @@ def define_train_flags(fv=flags.FLAGS):
                        "1.0 = off.", flag_values=fv)
     flags.register_validator("gamma_rescale", lambda v: v > 0,
                              message="--gamma_rescale must be > 0 (1.0 = off)", flag_values=fv)
+    flags.DEFINE_integer("seed", None,
+                         "Seed of weight initialization, data order and augmentation (not in "
+                         "the original): the same seed on the same machine repeats a stage. "
+                         "Unset: every run draws its own, as the original.",
+                         lower_bound=0, flag_values=fv)
     flags.DEFINE_integer("save_checkpoint_secs", 600,
                          "Also save a checkpoint this often (the original's default).",
                          lower_bound=1, flag_values=fv)

@@ -493,17 +493,15 @@ def test_train_dataset(cifar):
     ds = data.train_dataset(root, 4, seed=0, url=UNREACHABLE)
     assert ds.element_spec[0].shape == (4, 32, 32, 3)  # static: drop_remainder=True
     assert ds.element_spec[0].dtype == tf.float32 and ds.element_spec[1].dtype == tf.int32
-    batches = list(ds.take(9).as_numpy_iterator())
+    batches = list(ds.take(30).as_numpy_iterator())
     for images, labels in batches:
         assert images.shape == (4, 32, 32, 3) and labels.shape == (4,)
         np.testing.assert_allclose(images.mean(axis=(1, 2, 3)), 0.0, atol=1e-4)
-    # 12 records, 4 per batch: each run of 3 batches is one epoch, a permutation of the labels.
-    for epoch in range(3):
-        labels = np.concatenate([b[1] for b in batches[3 * epoch:3 * epoch + 3]])
-        assert sorted(labels) == sorted(ALL_TRAIN_LABELS)
-    orders = [tuple(np.concatenate([b[1] for b in batches[3 * e:3 * e + 3]])) for e in range(3)]
-    assert len(set(orders)) > 1 or orders[0] != tuple(ALL_TRAIN_LABELS)  # it does shuffle
-
+    # The buffer runs across epochs (as the original's queue), so 120 examples are not 10
+    # permutations; but every label is drawn, and not in the files' order.
+    labels = np.concatenate([b[1] for b in batches])
+    assert set(labels) == set(ALL_TRAIN_LABELS)
+    assert list(labels[:12]) != ALL_TRAIN_LABELS
     # Same seed, same stream; batch size that does not divide the data still gives full batches.
     again = list(data.train_dataset(root, 4, seed=0, url=UNREACHABLE).take(2).as_numpy_iterator())
     np.testing.assert_array_equal(again[0][0], batches[0][0])
@@ -512,11 +510,22 @@ def test_train_dataset(cifar):
     assert [b[1].shape for b in ds5.take(4).as_numpy_iterator()] == [(5,)] * 4
 
 
-def test_train_dataset_without_shuffle_keeps_file_order(cifar):
+def test_train_dataset_reads_the_files_in_a_new_order_every_epoch(cifar):
     root, _ = cifar
     ds = data.train_dataset(root, 4, shuffle_buffer=1, seed=3, url=UNREACHABLE)
-    labels = np.concatenate([b[1] for b in ds.take(6).as_numpy_iterator()])
-    np.testing.assert_array_equal(labels, ALL_TRAIN_LABELS * 2)  # repeats after 12
+    labels = [int(l) for b in ds.take(60).as_numpy_iterator() for l in b[1]]  # 20 epochs
+    files = [TRAIN_LABELS[name] for name in data.SPLIT_FILES["train"]]
+    orders = []
+    for e in range(20):
+        epoch, order = labels[12 * e:12 * e + 12], []
+        while epoch:  # without a shuffle buffer, each epoch is the five files, each whole
+            i = next(i for i, f in enumerate(files) if i not in order and epoch[:len(f)] == f)
+            order.append(i)
+            epoch = epoch[len(files[i]):]
+        orders.append(tuple(order))
+    assert len(set(orders)) > 5  # 120 orders are possible
+    again = data.train_dataset(root, 4, shuffle_buffer=1, seed=3, url=UNREACHABLE)
+    assert [int(l) for b in again.take(60).as_numpy_iterator() for l in b[1]] == labels
 
 
 # ----------------------------------------------------------------------------------------------
