@@ -6,6 +6,7 @@ from absl import app, flags, logging
 
 from cifar10_prune.data import DataError
 from cifar10_prune.distribute import DistributionError
+from cifar10_prune.lock import StageInUseError
 from cifar10_prune.spec import ArchitectureError
 from cifar10_prune.stages import CheckpointError, StageError
 from cifar10_prune.storage import WriteError
@@ -13,7 +14,7 @@ from cifar10_prune.training import TrainingError
 
 # Problems with the user's input or files: reported without a traceback.
 USER_ERRORS = (DataError, ArchitectureError, StageError, TrainingError,
-               CheckpointError, FileExistsError, WriteError, DistributionError)
+               CheckpointError, FileExistsError, WriteError, DistributionError, StageInUseError)
 
 
 def run(main, define_flags):
