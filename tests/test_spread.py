@@ -1,0 +1,51 @@
+"""The spread of repeated runs, against NumPy on the rows the report writes."""
+import json
+import re
+
+import numpy as np
+
+from conftest import one_error_line, run_cli
+
+
+def write_run(directory, rng, stages=3):
+    rows = [{"stage": s, "version": s + 1, "total_params": int(rng.integers(150000, 281304)),
+             "flops": float(rng.integers(20e6, 41.6e6)), "precision_at_1": float(rng.uniform(.8, .9)),
+             "test_loss": float(rng.uniform(.3, .6))} for s in range(stages)]
+    directory.mkdir()
+    (directory / "results.json").write_text(json.dumps({"stages": rows, "baseline": None}))
+    return rows
+
+
+def test_spread_table_and_paired_differences(tmp_path):
+    rng = np.random.default_rng(0)
+    runs = [write_run(tmp_path / ("p%d" % i), rng) for i in range(3)]
+    dense = [write_run(tmp_path / ("d%d" % i), rng) for i in range(3)]
+    out = run_cli("spread", "--train_dirs", ",".join(str(tmp_path / ("p%d" % i)) for i in range(3)),
+                  "--baseline_dirs", ",".join(str(tmp_path / ("d%d" % i)) for i in range(3)),
+                  "--out", tmp_path / "spread").stdout
+    result = json.load(open(tmp_path / "spread.json"))
+    for s in range(3):
+        p = np.array([r[s]["precision_at_1"] for r in runs])
+        got = result["pruned"][s]["precision_at_1"]
+        np.testing.assert_allclose([got["mean"], got["std"], got["min"], got["max"]],
+                                   [p.mean(), p.std(ddof=1), p.min(), p.max()])
+    diff = np.array([r[-1]["total_params"] - d[-1]["total_params"] for r, d in zip(runs, dense)])
+    np.testing.assert_allclose(result["difference"]["total_params"]["mean"], diff.mean())
+    np.testing.assert_allclose(result["difference"]["total_params"]["std"], diff.std(ddof=1))
+    p = np.array([r[2]["precision_at_1"] for r in runs])
+    row = re.search(r"^\| 2 -> v3 \| .*$", out, re.M).group(0)
+    assert "%.4f +- %.4f (%.4f / %.4f)" % (p.mean(), p.std(ddof=1), p.min(), p.max()) in row
+    assert (tmp_path / "spread.md").read_text().strip() == out.strip()
+
+
+def test_spread_refuses_unpaired_or_missing_runs(tmp_path):
+    rng = np.random.default_rng(1)
+    write_run(tmp_path / "a", rng)
+    write_run(tmp_path / "b", rng, stages=2)
+    proc = run_cli("spread", "--train_dirs", "%s,%s" % (tmp_path / "a", tmp_path / "b"), check=False)
+    one_error_line(proc, "different numbers of stages (3, 2)")
+    proc = run_cli("spread", "--train_dirs", tmp_path / "a", "--baseline_dirs",
+                   "%s,%s" % (tmp_path / "a", tmp_path / "a"), check=False)
+    one_error_line(proc, "1 runs but 2 baselines")
+    proc = run_cli("spread", "--train_dirs", tmp_path / "nothing", check=False)
+    one_error_line(proc, "has no results.json")
