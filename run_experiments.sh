@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The published recipe end to end (ORIGINAL.md section 1): three training stages with an eval
+# The published recipe end to end (docs/original.md section 1): three training stages with an eval
 # after each, then the slim SavedModel, then a results table and charts.
 #
 #   ./run_experiments.sh [--data_dir DIR] [--train_dir DIR] [--model resnet20|cnn4]

@@ -1,7 +1,7 @@
 """CIFAR-10 input pipeline (tf.data) for the channel-pruning experiments.
 
 This reproduces the input side of the original TF1 ``cifar10_input.py`` (see
-``ORIGINAL.md`` section 2) with ``tf.data`` instead of queue runners:
+``docs/original.md`` section 2) with ``tf.data`` instead of queue runners:
 
 * Data: the *binary* CIFAR-10 release (``cifar-10-batches-bin/data_batch_{1..5}.bin`` and
   ``test_batch.bin``). Each record is 3073 bytes: one label byte (0-9) followed by 3072 image

@@ -2,7 +2,7 @@
 
 After the plain gradient step, every penalized gamma is soft-thresholded,
     gamma <- sign(gamma) * max(|gamma| - rho_l * lr_t * l1_penalty, 0),
-which drives gammas to exactly zero (ORIGINAL.md section 5).
+which drives gammas to exactly zero (docs/original.md section 5).
 """
 import keras
 import numpy as np

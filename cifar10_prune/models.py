@@ -1,6 +1,6 @@
 """resnet20 and cnn4, built from an `ArchSpec` so that dense and pruned models share one builder.
 
-Both follow the original exactly (ORIGINAL.md section 3): convs without bias and with
+Both follow the original exactly (docs/original.md section 3): convs without bias and with
 Glorot-uniform kernels, SAME padding unless stated, each followed by batch norm (decay 0.999,
 epsilon 0.001); weight decay `wd * sum(w**2) / 2` on every resnet20 kernel.
 """
@@ -63,7 +63,7 @@ def penalties(model):
 
     The library's rule (`prune.penalties`: the paper's memory cost of a channel), with the two
     quirks of the original code kept so that rho, group lasso and the pruning results match it
-    (ORIGINAL.md section 5): a reader is counted with its *dense* width even after it was
+    (docs/original.md section 5): a reader is counted with its *dense* width even after it was
     narrowed, and cnn4's fc1 (4x4) is counted with a 3x3 kernel as conv3's reader.
     """
     name = _architecture(model)

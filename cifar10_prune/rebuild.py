@@ -1,4 +1,5 @@
-"""Turn exactly-zero gammas of a recipe model into a genuinely narrower one (ORIGINAL.md section 6).
+"""Turn exactly-zero gammas of a recipe model into a genuinely narrower one (docs/original.md
+section 6).
 
 The recipe's networks are users of the library API: which channels go, and what their constants
 add to the layers that read them, is `prune.plan` (the same analysis and folding as

@@ -1,4 +1,4 @@
-"""Re-estimating batch-norm moving statistics (not in the original; ORIGINAL.md section 8).
+"""Re-estimating batch-norm moving statistics (not in the original; docs/original.md section 8).
 
 With decay 0.999 the moving statistics remember ~1,000 steps, so after a short run, or while
 ISTA is shrinking gammas fast, they lag far behind the weights. This replaces them by the exact

@@ -395,3 +395,16 @@ def test_ctrl_c_saves_and_resumes(tiny_data, tmp_path):
     assert os.path.exists("%s_0/model.ckpt-%d.index" % (base, step))
     out = train(tiny_data, base, "--max_steps", step + 1, "--squeeze_model=false").stdout
     assert "resuming from %s_0/model.ckpt-%d (step %d)" % (base, step, step) in out
+
+
+def test_precision_counts_ties_as_hits_as_in_top_k():
+    import keras
+    import numpy as np
+    from cifar10_prune import evaluation
+    inputs = keras.Input((3,))
+    identity = keras.Model(inputs, inputs)  # its logits are its inputs
+    logits = np.array([[1, 1, 0], [1, 1, 0], [0, 2, 2], [3, 0, 1]], np.float32)
+    labels = np.array([1, 0, 0, 2], np.int32)  # a tie won, a tie won, a tie lost, a miss
+    ds = tf.data.Dataset.from_tensor_slices((logits, labels)).batch(3)
+    precision, _, n = evaluation.evaluate(identity, ds)
+    assert n == 4 and precision == 2 / 4

@@ -14,7 +14,8 @@ GROUP_WIDTH = {1: 16, 2: 32, 3: 64}
 
 
 def hand_count_resnet20(c0):
-    """Parameters of resnet20 with c0 widths `c0` (dict), counted from ORIGINAL.md section 3."""
+    """Parameters of resnet20 with c0 widths `c0` (dict), counted as in docs/original.md
+    section 3."""
     bn_gamma, bn_nogamma = 4, 3  # per channel: (gamma,) beta, moving mean, moving variance
     total = 3 * 3 * 3 * 16 + 16 * bn_nogamma
     cin = 16

@@ -40,7 +40,7 @@ def test_short_real_run_learns(real_data, tmp_path):
                   "--batch_size", 64, "--log_frequency", 100, "--l1_penalty", 0.005).stdout
     losses = [float(x) for x in re.findall(r"step \d+, loss = ([\d.]+)", out)]
     assert len(losses) == 3 and losses[-1] < losses[0] - 0.5, out
-    # 300 steps leave the BN moving statistics stale (ORIGINAL.md section 8): re-estimate them.
+    # 300 steps leave the BN moving statistics stale (docs/original.md section 8): re-estimate them.
     out = run_cli("eval", "--data_dir", real_data, "--checkpoint_dir", base, "--checkpoint_version", 1,
                   "--num_examples", 2000, "--batch_size", 100, "--recalibrate_bn", 20,
                   "--eval_dir", base + "_eval").stdout
