@@ -11,7 +11,7 @@ setup(
     python_requires=">=3.9",
     # The absl flag definitions live in flags/ at the top of the tree and install as
     # cifar10_prune.flags, so they do not claim the generic top-level name "flags".
-    packages=["cifar10_prune", "cifar10_prune.flags"],
+    packages=["cifar10_prune", "cifar10_prune.pruning", "cifar10_prune.flags"],
     package_dir={"cifar10_prune": "cifar10_prune", "cifar10_prune.flags": "flags"},
     install_requires=["tensorflow>=2.16", "tensorflow-datasets", "numpy", "absl-py"],
     # litert: LiteRT's interpreter for the exported model.tflite, used instead of the deprecated

@@ -196,7 +196,8 @@ class OurTrainer:
     under `work_dir`, timed one fit call at a time (also used by mixed_precision.py)."""
 
     def __init__(self, name, ds, batch_size, work_dir, l1_penalty, dtype_policy="float32"):
-        from cifar10_prune import ista, models, training
+        from cifar10_prune import models, training
+        from cifar10_prune.pruning import ista
         from cifar10_prune.spec import ArchSpec
         self.name, self.batch_size, self.logged = name, batch_size, []
         self.source = KeepIterators(ds)

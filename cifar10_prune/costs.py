@@ -1,5 +1,5 @@
 """What a model costs: parameters and multiply-adds (rho_l, the ISTA weight of a channel, is
-`prune.penalties`)."""
+`pruning.penalties`)."""
 import math
 
 import keras

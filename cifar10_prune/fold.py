@@ -12,8 +12,8 @@ conv followed by the five element-wise ops of an unfused batch norm.
 import keras
 import numpy as np
 
-from cifar10_prune import models, surgery
-from cifar10_prune.layers import EmptyConv2D
+from cifar10_prune import models, pruning
+from cifar10_prune.pruning import EmptyConv2D
 
 _CONVS = (keras.layers.Conv2D, EmptyConv2D)
 
@@ -66,7 +66,7 @@ def fold_batch_norms(model, spec=None):
                          "model %s, only in the folded form %s"
                          % (model.name, spec, sorted(kept - {l.name for l in folded.layers}),
                             sorted({l.name for l in folded.layers} - kept)))
-    readers = surgery.analyze(model).consumers
+    readers = pruning.analyze(model).consumers
     folded_bns = 0
     for target in folded.layers:
         if not isinstance(target, _CONVS):

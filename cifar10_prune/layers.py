@@ -1,5 +1,5 @@
-"""The two custom layers: the original's batch norm, and the conv that remains when all of its input
-channels have been pruned away."""
+"""The recipe's custom layer: the original's batch norm. (The conv that remains when all of its
+input channels have been pruned away is the library's, `pruning.layers.EmptyConv2D`.)"""
 import keras
 import tensorflow as tf
 from keras import ops
@@ -31,7 +31,7 @@ class PrunableBatchNorm(keras.layers.BatchNormalization):
     the unbiased batch variance fed to the moving variance), trained through the fused kernel.
 
     Which of these gammas are penalized and pruned is not a property of the layer: the graph
-    decides (`surgery.find_groups`: a batch norm with a gamma, right after a conv, whose
+    decides (`pruning.find_groups`: a batch norm with a gamma, right after a conv, whose
     channels only convs read), and rho_l is computed from the shapes where the optimizer is
     made (`models.penalties`).
 
@@ -79,39 +79,3 @@ class PrunableBatchNorm(keras.layers.BatchNormalization):
                                       scale=self.gamma if self.scale else None,
                                       epsilon=self.epsilon)
         return out, mean, variance * n / ops.maximum(n - 1.0, 1.0)
-
-
-
-@keras.saving.register_keras_serializable(package="cifar10_prune")
-class EmptyConv2D(keras.layers.Layer):
-    """A conv all of whose input channels were pruned: it outputs a constant of the conv's shape.
-
-    What the removed channels contributed (a constant) has been folded into the following batch
-    norm's moving mean, so only the output shape matters: without a bias the output is zeros.
-    With `use_bias` (the inference form of `models.build_model(..., folded=True)`, where that
-    batch norm is folded away) it is the per-channel bias the batch norm leaves, broadcast.
-    `reference` is any tensor carrying the batch dimension (the model's images).
-    """
-
-    def __init__(self, filters, output_size, use_bias=False, **kwargs):
-        super().__init__(**kwargs)
-        self.filters = int(filters)
-        self.output_size = tuple(int(s) for s in output_size)
-        self.use_bias = bool(use_bias)
-        if self.use_bias:
-            self.bias = self.add_weight(shape=(self.filters,), initializer="zeros", name="bias")
-
-    def call(self, reference):
-        batch = ops.shape(reference)[0]
-        out = ops.zeros((batch,) + self.output_size + (self.filters,), dtype=self.compute_dtype)
-        if self.use_bias:
-            out = out + ops.cast(self.bias, self.compute_dtype)
-        return out
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0],) + self.output_size + (self.filters,)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(filters=self.filters, output_size=self.output_size, use_bias=self.use_bias)
-        return config

@@ -8,8 +8,9 @@ import math
 
 import keras
 
-from cifar10_prune import precision, prune
-from cifar10_prune.layers import EmptyConv2D, PrunableBatchNorm
+from cifar10_prune import precision, pruning
+from cifar10_prune.layers import PrunableBatchNorm
+from cifar10_prune.pruning import EmptyConv2D
 from cifar10_prune.spec import DENSE_WIDTHS, ArchSpec
 
 IMAGE_SHAPE = (32, 32, 3)
@@ -54,14 +55,14 @@ def spec_of(model):
     """The `ArchSpec` of a model built by `build_model` (unfolded), read off its graph: the
     width of every prunable layer present, 0 for the layers pruned away."""
     widths = dict.fromkeys(DENSE_WIDTHS[_architecture(model)], 0)
-    widths.update({g.unit: g.width for g in prune.find_groups(model) if g.prunable})
+    widths.update({g.unit: g.width for g in pruning.find_groups(model) if g.prunable})
     return ArchSpec(model.name, widths)
 
 
 def penalties(model):
-    """{gamma variable path: rho_l} of a model built by `build_model`, for `ista.ISTA`.
+    """{gamma variable path: rho_l} of a model built by `build_model`, for `pruning.ISTA`.
 
-    The library's rule (`prune.penalties`: the paper's memory cost of a channel), with the two
+    The library's rule (`pruning.penalties`: the paper's memory cost of a channel), with the two
     quirks of the original code kept so that rho, group lasso and the pruning results match it
     (docs/original.md section 5): a reader is counted with its *dense* width even after it was
     narrowed, and cnn4's fc1 (4x4) is counted with a 3x3 kernel as conv3's reader.
@@ -73,7 +74,7 @@ def penalties(model):
         kernel = quirks.get(group.unit, reader.kernel_size)
         return dense.get(reader.name, reader.filters) * math.prod(kernel)
 
-    return prune.penalties(model, reader_cost)
+    return pruning.penalties(model, reader_cost)
 
 
 class _Builder:
@@ -103,7 +104,8 @@ class _Builder:
 
     def bn(self, x, name, scale=True, dtype=None):
         """The batch norm after a conv; in the folded form, nothing (it lives in the conv).
-        Those with a gamma that nothing but convs read are the prunable layers (see surgery)."""
+        Those with a gamma that nothing but convs read are the prunable layers (see
+        pruning.groups)."""
         if self.folded:
             return x
         return PrunableBatchNorm(scale=scale, name=name,

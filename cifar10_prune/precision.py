@@ -5,7 +5,7 @@ Keras' mixed-precision policies: convolutions (and the activations between layer
 16-bit type while every variable stays float32. What must stay exact stays float32: the
 variables, batch-norm statistics and arithmetic (`layers.PrunableBatchNorm`'s fused kernel
 computes in float32 for 16-bit inputs), the ISTA
-soft-threshold (`ista.ISTA.update_step` runs on the float32 variables with float32 gradients),
+soft-threshold (`pruning.ISTA.update_step` runs on the float32 variables with float32 gradients),
 the EMA, and the logits and loss (`models.build_model` keeps the last batch norm float32).
 
   * CPU / TPU: "mixed_bfloat16". bfloat16 has float32's exponent range, so gradients cannot
@@ -65,7 +65,7 @@ def wrap_optimizer(optimizer, policy):
     computes in float16, else `optimizer` itself.
 
     The wrapper divides the gradients by the loss scale and then calls the inner optimizer's
-    `apply`, so `ista.ISTA.update_step` (gradient step and soft-threshold) runs unchanged on
+    `apply`, so `pruning.ISTA.update_step` (gradient step and soft-threshold) runs unchanged on
     unscaled float32 gradients; a step with non-finite gradients is skipped (the global step,
     the inner optimizer's `iterations`, does not advance) and the scale halved. The training
     step scales the loss with `optimizer.scale_loss`, which is the identity for an unwrapped

@@ -2,8 +2,8 @@
 section 6).
 
 The recipe's networks are users of the library API: which channels go, and what their constants
-add to the layers that read them, is `prune.plan` (the same analysis and folding as
-`prune.compress` for any functional model). What differs is how the narrower model is made: the
+add to the layers that read them, is `pruning.plan` (the same analysis and folding as
+`pruning.compress` for any functional model). What differs is how the narrower model is made: the
 recipe's one builder, `models.build_model`, with other widths, so a layer may keep no channel at
 all (its reader becomes an `EmptyConv2D`; for cnn4, the layers that then feed nothing drop out),
 and the result is again an `ArchSpec` that a stage directory records.
@@ -16,20 +16,22 @@ approximation the paper makes).
 """
 import numpy as np
 
-from cifar10_prune import models, prune
+from cifar10_prune import models, pruning
 from cifar10_prune.spec import ArchSpec
 
 
 def kept_channels(model):
     """{unit: indices of the channels whose raw gamma is not exactly zero}, for every prunable
     layer of a recipe model."""
-    found = prune.plan(model, absorb=False, allow_empty=True)
+    found = pruning.plan(model, absorb=False, allow_empty=True)
     return {group.unit: np.setdiff1d(np.arange(group.width), found.removed[group.unit])
             for group in found.analysis.groups if group.prunable}
 
 
-def compress(spec, model, averages=None, weight_decay=0.0005, absorb=True):
-    """Build the model without the channels whose raw gamma is zero.
+def narrow(spec, model, averages=None, weight_decay=0.0005, absorb=True):
+    """The recipe's narrower model, built by `models.build_model` without the channels whose raw
+    gamma is zero (the library's `pruning.compress` returns only a model; this also returns
+    the `ArchSpec` a stage directory records).
 
     Args:
       spec: the `ArchSpec` `model` was built from.
@@ -44,7 +46,7 @@ def compress(spec, model, averages=None, weight_decay=0.0005, absorb=True):
     Returns:
       (new_spec, new_model), the narrower model holding the folded weights.
     """
-    found = prune.plan(model, averages, absorb=absorb, allow_empty=True)
+    found = pruning.plan(model, averages, absorb=absorb, allow_empty=True)
     if found.new_bias:  # every reader of these networks is followed by a batch norm
         raise ValueError("cannot fold into %s: the recipe's convs have no bias"
                          % ", ".join(found.new_bias))
@@ -58,5 +60,5 @@ def compress(spec, model, averages=None, weight_decay=0.0005, absorb=True):
         # A layer that now feeds only removed layers dropped out of the model (cnn4): record it.
         new_spec = built
         new_model = models.build_model(new_spec, weight_decay)
-    prune.copy_weights(found, model, new_model)
+    pruning.copy_weights(found, model, new_model)
     return new_spec, new_model

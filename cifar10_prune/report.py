@@ -22,8 +22,9 @@ import numpy as np
 import tensorflow as tf
 from absl import flags
 
-from cifar10_prune import charts, cli, costs, ista, models, summaries
+from cifar10_prune import charts, cli, costs, models, summaries
 from cifar10_prune.flags.report import define_report_flags
+from cifar10_prune.pruning import ista
 from cifar10_prune.spec import ArchSpec
 from cifar10_prune.stages import (ARCHITECTURE_FILE, StageError, has_architecture,
                                   read_architecture, read_provenance, run_eval_dir,

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from cifar10_prune import surgery
+from cifar10_prune import pruning
 
 
 def rescale(model, alpha, penalties, ema=None):
@@ -18,7 +18,7 @@ def rescale(model, alpha, penalties, ema=None):
     if not alpha > 0:
         raise ValueError("gamma rescaling needs alpha > 0, got %r" % (alpha,))
     shadows = ema.shadow_by_path() if ema is not None else {}
-    for group in surgery.find_groups(model):
+    for group in pruning.find_groups(model):
         members = [bn for bn, _ in group.members if bn.scale and bn.gamma.path in penalties]
         if not members:
             continue

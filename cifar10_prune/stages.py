@@ -24,7 +24,7 @@ import os
 import tensorflow as tf
 
 from cifar10_prune import costs, models, rebuild, spec as spec_lib, storage
-from cifar10_prune.ema import ExponentialMovingAverage
+from cifar10_prune.pruning import ExponentialMovingAverage
 from cifar10_prune.spec import ArchitectureError, ArchSpec
 
 ARCHITECTURE_FILE = "architecture.json"
@@ -286,7 +286,7 @@ def write_compressed(base, version, spec, model, averages, weight_decay, source,
     resumed to a higher max_steps) it is replaced, saying so; otherwise StageError.
     `recalibrate(new_model)`, if given, runs before saving. `trained_with` (the stage's
     settings, e.g. l1_penalty) is recorded in the new architecture.json for reports. `absorb`
-    is `rebuild.compress`'s (False: the original's arithmetic, constants dropped).
+    is `rebuild.narrow`'s (False: the original's arithmetic, constants dropped).
     Returns the new ArchSpec.
     """
     target = stage_dir(base, version + 1)
@@ -313,7 +313,7 @@ def write_compressed(base, version, spec, model, averages, weight_decay, source,
             % (target, record["source"], source))
         replace = True
 
-    new_spec, new_model = rebuild.compress(spec, model, averages, weight_decay, absorb)
+    new_spec, new_model = rebuild.narrow(spec, model, averages, weight_decay, absorb)
     log("compressed %s (%s; total params %d -> %d, conv multiply-adds %d -> %d):"
         % (source, "constants of pruned channels absorbed" if absorb else
            "constants of pruned channels dropped, as the original",

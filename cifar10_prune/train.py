@@ -15,10 +15,11 @@ import contextlib
 import tensorflow as tf
 from absl import flags
 
-from cifar10_prune import (cli, data, distribute, ista, models, precision, rescale, seeding,
-                           stages, training)
+from cifar10_prune import (cli, data, distribute, models, precision, rescale, seeding, stages,
+                           training)
 from cifar10_prune.lock import StageLock
 from cifar10_prune.flags.train import define_train_flags
+from cifar10_prune.pruning import ista
 from cifar10_prune.recalibrate import recalibrate_bn
 
 FLAGS = flags.FLAGS

@@ -7,8 +7,8 @@ import time
 import keras
 import tensorflow as tf
 
-from cifar10_prune import distribute, ista, precision, stages, storage, summaries
-from cifar10_prune.ema import ExponentialMovingAverage
+from cifar10_prune import distribute, precision, stages, storage, summaries
+from cifar10_prune.pruning import ExponentialMovingAverage, ista
 
 NUM_TRAIN_EXAMPLES = 50000
 EPOCHS_PER_DECAY = 350

@@ -3,7 +3,7 @@ projection shortcuts (its block outputs are coupled through the residual adds), 
 MobileNetV2-style inverted residuals (depthwise convs, ReLU6, linear bottlenecks).
 
 Nothing here knows about pruning: they are plain Keras models with a batch norm after every
-conv, which is all `cifar10_prune.prune` needs.
+conv, which is all `cifar10_prune.pruning` needs.
 """
 import keras
 from keras import layers

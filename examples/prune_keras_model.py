@@ -21,8 +21,8 @@ import tensorflow as tf
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from architectures import ARCHITECTURES  # noqa: E402
 
-from cifar10_prune import prune  # noqa: E402
-from cifar10_prune.ista import ISTA  # noqa: E402
+from cifar10_prune import pruning  # noqa: E402
+from cifar10_prune.pruning import ISTA  # noqa: E402
 
 
 def datasets(name, batch_size, data_dir=None):
@@ -61,18 +61,18 @@ def main(argv=None):
     train, (images, labels), num_classes = datasets(args.dataset, args.batch_size, args.data_dir)
     keras.utils.set_random_seed(0)
     model = ARCHITECTURES[args.arch](num_classes=num_classes)
-    print("\n".join(prune.explain(model)))
+    print("\n".join(pruning.explain(model)))
 
     # The method: ISTA on the gammas (rho_l from the model's shapes), weights averaged aside.
     model.compile(optimizer=ISTA(args.learning_rate, l1_penalty=args.l1_penalty,
-                                 penalties=prune.penalties(model)),
+                                 penalties=pruning.penalties(model)),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
-    average = prune.MovingAverage()
+    average = pruning.MovingAverage()
     model.fit(train, epochs=args.epochs, steps_per_epoch=args.steps, callbacks=[average],
               shuffle=False, verbose=2)  # the dataset is shuffled already
 
-    slim = prune.compress(model)  # raw weights: directly comparable with `model`
+    slim = pruning.compress(model)  # raw weights: directly comparable with `model`
     dense_logits = model(images, training=False).numpy()
     slim_logits = slim(images, training=False).numpy()
     print("params: %d -> %d (%.1f%%)" % (model.count_params(), slim.count_params(),
@@ -82,7 +82,7 @@ def main(argv=None):
           % (len(images), np.max(np.abs(dense_logits - slim_logits)),
              100.0 * np.mean(dense_logits.argmax(1) == slim_logits.argmax(1))))
 
-    final = prune.compress(model, averages=average.averages())  # what to ship: averaged weights
+    final = pruning.compress(model, averages=average.averages())  # what to ship: averaged weights
     os.makedirs(args.out_dir, exist_ok=True)
     final.save(os.path.join(args.out_dir, "slim.keras"))
     final.export(os.path.join(args.out_dir, "saved_model"), verbose=False)

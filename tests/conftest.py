@@ -55,7 +55,8 @@ def randomize_batch_norms(model, seed=0):
 
 def rho_by_unit(model):
     """{unit: rho_l} of a recipe model, as its optimizer gets them (models.penalties)."""
-    from cifar10_prune import ista, models
+    from cifar10_prune import models
+    from cifar10_prune.pruning import ista
     return {unit: rho for unit, rho, _ in ista.penalized(model, models.penalties(model))}
 
 

@@ -14,7 +14,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from cifar10_prune import data, ista, models, training  # noqa: E402
+from cifar10_prune import data, models, training  # noqa: E402
+from cifar10_prune.pruning import ista  # noqa: E402
 from cifar10_prune.spec import ArchSpec  # noqa: E402
 
 

@@ -1,6 +1,6 @@
 """Run by tests/test_distribute.py in a fresh process (the CPU can only be split into logical
 devices before TensorFlow runs an operation): the library API (a user's functional model,
-`ISTA` through `model.compile` / `model.fit`, the `MovingAverage` callback, `prune.compress`)
+`ISTA` through `model.compile` / `model.fit`, the `MovingAverage` callback, `pruning.compress`)
 on one device and, from the same weights and batches, under MirroredStrategy on two logical CPU
 devices. Prints the largest differences as JSON."""
 import json
@@ -14,8 +14,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from keras import layers  # noqa: E402
 
-from cifar10_prune import prune  # noqa: E402
-from cifar10_prune.ista import ISTA  # noqa: E402
+from cifar10_prune import pruning  # noqa: E402
+from cifar10_prune.pruning import ISTA  # noqa: E402
 
 BATCH, STEPS = 8, 4
 keras.utils.set_random_seed(0)
@@ -44,13 +44,13 @@ def build(strategy, weights=None):
                 model.get_layer(name).gamma.assign(np.linspace(0.01, 1.5, 8))
         else:
             model.set_weights(weights)
-        model.compile(optimizer=ISTA(0.1, l1_penalty=2.0, penalties=prune.penalties(model)),
+        model.compile(optimizer=ISTA(0.1, l1_penalty=2.0, penalties=pruning.penalties(model)),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     return model
 
 
 def fit(model):
-    average = prune.MovingAverage()
+    average = pruning.MovingAverage()
     model.fit(IMAGES, LABELS, batch_size=BATCH, epochs=1, shuffle=False, verbose=0,
               callbacks=[average])
     return average
@@ -65,7 +65,7 @@ one = build(tf.distribute.get_strategy())
 two = build(mirrored, one.get_weights())  # the same initial weights
 one_average, two_average = fit(one), fit(two)
 gammas = [[m.get_layer(n).gamma.numpy() for n in ("c1_bn", "c2_bn")] for m in (one, two)]
-slim = [prune.compress(m, averages=a.averages()) for m, a in ((one, one_average),
+slim = [pruning.compress(m, averages=a.averages()) for m, a in ((one, one_average),
                                                               (two, two_average))]
 result = {
     "replicas": mirrored.num_replicas_in_sync,

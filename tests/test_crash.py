@@ -13,8 +13,8 @@ import time
 
 import tensorflow as tf
 
-from cifar10_prune import ista, models, stages
-from cifar10_prune.ema import ExponentialMovingAverage
+from cifar10_prune import models, stages
+from cifar10_prune.pruning import ExponentialMovingAverage, ista
 from conftest import REPO, run_cli, one_error_line
 
 MAX_STEPS = 300  # ~6 s of training at batch 10 here: several kills fit in a stage

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from cifar10_prune import fold, models
-from cifar10_prune.layers import EmptyConv2D
+from cifar10_prune.pruning import EmptyConv2D
 from cifar10_prune.spec import ArchSpec
 
 

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cifar10_prune import ema as ema_lib, ista, models, training
+from cifar10_prune import models, pruning, training
+from cifar10_prune.pruning import ista
 from cifar10_prune.spec import ArchSpec
 
 
@@ -125,7 +126,7 @@ def test_learning_rate_schedule_matches_formula():
 def test_ema_matches_tf1_warm_up():
     rng = np.random.RandomState(3)
     var = keras.Variable(rng.normal(size=5).astype(np.float32), name="w")
-    ema = ema_lib.ExponentialMovingAverage([var])
+    ema = pruning.ExponentialMovingAverage([var])
     shadow = var.numpy().astype(np.float64)
     for t in range(1, 40):
         var.assign(rng.normal(size=5).astype(np.float32))
@@ -133,7 +134,7 @@ def test_ema_matches_tf1_warm_up():
         decay = min(0.999, (1.0 + t) / (10.0 + t))
         shadow -= (1 - decay) * (shadow - var.numpy())
         np.testing.assert_allclose(ema.shadows[0].numpy(), shadow, rtol=1e-5, atol=1e-6)
-    assert float(ema_lib.decay_at(10 ** 6)) == pytest.approx(0.999)
+    assert float(pruning.ema.decay_at(10 ** 6)) == pytest.approx(0.999)
 
 
 def test_sparsity_metrics_by_hand():

@@ -5,7 +5,8 @@ import keras
 import numpy as np
 import pytest
 
-from cifar10_prune import costs, ista, models, stages
+from cifar10_prune import costs, models, stages
+from cifar10_prune.pruning import ista
 from cifar10_prune.spec import ArchitectureError, ArchSpec
 from conftest import rho_by_unit
 

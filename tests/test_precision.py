@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cifar10_prune import ista, models, precision, rebuild, stages, training
+from cifar10_prune import models, precision, rebuild, stages, training
+from cifar10_prune.pruning import ista
 from cifar10_prune.spec import ArchSpec
 
 SPEC = ArchSpec("cnn4", {"conv1": 48, "conv2": 48, "conv3": 48, "fc1": 48})
@@ -143,7 +144,7 @@ def test_compressed_model_is_float32_and_equals_float32_compression():
             layer.beta.assign(rng.uniform(0.1, 1.0, gamma.size).astype(np.float32) + 1e-3)
     for v, w in zip(mixed.weights, plain.weights):
         w.assign(v.numpy())
-    new = [rebuild.compress(SMALL, m, weight_decay=0.0)[1] for m in (mixed, plain)]
+    new = [rebuild.narrow(SMALL, m, weight_decay=0.0)[1] for m in (mixed, plain)]
     assert {l.compute_dtype for l in new[0].layers} == {"float32"}
     for v, w in zip(*(m.weights for m in new)):
         assert v.dtype == "float32"

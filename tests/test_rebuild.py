@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cifar10_prune import costs, ista, models, rebuild, recalibrate, rescale
-from cifar10_prune.ema import ExponentialMovingAverage
-from cifar10_prune.layers import EmptyConv2D
+from cifar10_prune import costs, models, rebuild, recalibrate, rescale
+from cifar10_prune.pruning import EmptyConv2D, ExponentialMovingAverage, ista
 from cifar10_prune.spec import ArchSpec
 from conftest import randomize_batch_norms
 from test_models import RESNET_UNITS, hand_count_cnn4, hand_count_resnet20
@@ -51,7 +50,7 @@ def assert_same_function(dense, slim, tol=1e-5):
 def test_nothing_pruned_is_identity(name):
     spec = ArchSpec.dense(name)
     dense = randomized(spec)
-    new_spec, slim = rebuild.compress(spec, dense)
+    new_spec, slim = rebuild.narrow(spec, dense)
     assert new_spec == spec
     assert costs.param_count(slim) == costs.param_count(dense)
     assert_same_function(dense, slim)
@@ -62,7 +61,7 @@ def test_resnet20_negative_betas_exact():
     dense = randomized(spec)
     chosen = {"g1b0c0": [0, 3, 15], "g2b0c0": range(10), "g3b2c0": range(0, 64, 3)}
     zero_channels(dense, chosen, beta_sign=-1)  # relu(beta) = 0: nothing to fold, exact
-    new_spec, slim = rebuild.compress(spec, dense)
+    new_spec, slim = rebuild.narrow(spec, dense)
     widths = dict(spec.widths, g1b0c0=13, g2b0c0=22, g3b2c0=42)
     assert new_spec.widths == widths
     assert costs.param_count(slim) == hand_count_resnet20(widths)
@@ -95,7 +94,7 @@ def test_resnet20_positive_betas_border_bound():
     spec = ArchSpec.dense("resnet20")
     dense = randomized(spec)
     zero_channels(dense, {"g2b1c0": [1, 4, 9, 30]}, beta_sign=+1)
-    _, slim = rebuild.compress(spec, dense)
+    _, slim = rebuild.narrow(spec, dense)
     _bound_check(dense, slim, "g2b1c0", "g2b1c1")
 
 
@@ -105,7 +104,7 @@ def test_cnn4_through_max_pool():
     # conv3 -> max-pool -> fc1 (VALID) and fc1 -> softmax_linear (1x1): exact even with
     # positive betas, because the folded constants cover the whole kernel window.
     zero_channels(dense, {"conv3": range(0, 192, 2), "fc1": range(100)}, beta_sign=+1)
-    new_spec, slim = rebuild.compress(spec, dense)
+    new_spec, slim = rebuild.narrow(spec, dense)
     assert new_spec.widths == {"conv1": 96, "conv2": 192, "conv3": 96, "fc1": 284}
     assert costs.param_count(slim) == hand_count_cnn4(96, 192, 96, 284)
     assert_same_function(dense, slim)
@@ -115,7 +114,7 @@ def test_cnn4_same_border_bound_through_max_pool():
     spec = ArchSpec.dense("cnn4")
     dense = randomized(spec)
     zero_channels(dense, {"conv1": [0, 5, 17, 40]}, beta_sign=+1)
-    _, slim = rebuild.compress(spec, dense)
+    _, slim = rebuild.narrow(spec, dense)
     _bound_check(dense, slim, "conv1", "conv2")
 
 
@@ -124,7 +123,7 @@ def test_cnn4_layer_fully_pruned(unit, removed):
     spec = ArchSpec.dense("cnn4")
     dense = randomized(spec)
     zero_channels(dense, {unit: range(spec.widths[unit])}, beta_sign=+1)
-    new_spec, slim = rebuild.compress(spec, dense)
+    new_spec, slim = rebuild.narrow(spec, dense)
     assert new_spec.widths[unit] == 0
     assert isinstance(slim.get_layer(removed), EmptyConv2D)
     assert unit not in [layer.name for layer in slim.layers]
@@ -135,7 +134,7 @@ def test_cnn4_earlier_layers_drop_out_when_a_later_one_goes():
     spec = ArchSpec.dense("cnn4")
     dense = randomized(spec)
     zero_channels(dense, {"conv2": range(192)}, beta_sign=-1)
-    new_spec, slim = rebuild.compress(spec, dense)
+    new_spec, slim = rebuild.narrow(spec, dense)
     assert new_spec.widths == {"conv1": 0, "conv2": 0, "conv3": 192, "fc1": 384}
     assert costs.param_count(slim) == hand_count_cnn4(0, 0, 192, 384)
     assert_same_function(dense, slim)
@@ -145,7 +144,7 @@ def test_resnet20_every_block_pruned():
     spec = ArchSpec.dense("resnet20")
     dense = randomized(spec)
     zero_channels(dense, {u: range(spec.widths[u]) for u in RESNET_UNITS}, beta_sign=-1)
-    new_spec, slim = rebuild.compress(spec, dense)
+    new_spec, slim = rebuild.narrow(spec, dense)
     assert set(new_spec.widths.values()) == {0}
     assert costs.param_count(slim) == 12696
     assert_same_function(dense, slim)
@@ -162,7 +161,7 @@ def test_one_resnet_block_fully_pruned_with_positive_betas():
     spec = ArchSpec.dense("resnet20")
     dense = randomized(spec)
     zero_channels(dense, {"g1b1c0": range(16)}, beta_sign=+1)
-    new_spec, slim = rebuild.compress(spec, dense)
+    new_spec, slim = rebuild.narrow(spec, dense)
     assert new_spec.widths["g1b1c0"] == 0
     _bound_check(dense, slim, "g1b1c0", "g1b1c1")
 
@@ -175,7 +174,7 @@ def test_kept_weights_come_from_the_averages():
     for shadow in ema.shadows:
         shadow.assign(shadow * 0.5)
     averages = ema.averages()
-    _, slim = rebuild.compress(spec, model, averages)
+    _, slim = rebuild.narrow(spec, model, averages)
     np.testing.assert_allclose(slim.get_layer("conv2_bn").gamma.numpy(),
                                averages["conv2_bn/gamma"][[0, 2, 3]])
     np.testing.assert_allclose(slim.get_layer("conv3").kernel.numpy(),
@@ -244,8 +243,8 @@ def test_without_absorption_equals_dense_with_channels_silenced(name, chosen):
     spec = ArchSpec.dense(name)
     dense = randomized(spec)
     zero_channels(dense, chosen, beta_sign=+1)  # positive betas: the constants matter
-    _, dropped = rebuild.compress(spec, dense, absorb=False)
-    _, absorbed = rebuild.compress(spec, dense)
+    _, dropped = rebuild.narrow(spec, dense, absorb=False)
+    _, absorbed = rebuild.narrow(spec, dense)
     silenced = randomized(spec)
     silenced.set_weights(dense.get_weights())
     for unit, idx in chosen.items():
@@ -265,5 +264,5 @@ def test_report_end_of_stage_sparsity_is_the_logged_metric():
     model = randomized(spec)
     zero_channels(model, {"g1b0c0": [0, 3], "g2b1c0": range(7), "g3b2c0": range(0, 64, 3)},
                   beta_sign=-1)
-    new_spec, _ = rebuild.compress(spec, model)
+    new_spec, _ = rebuild.narrow(spec, model)
     assert report._end_sparsity(spec, new_spec) == pytest.approx(ista.sparsity(model, models.penalties(model))[1])

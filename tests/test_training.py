@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cifar10_prune import ista, models, rebuild, summaries, training
-from cifar10_prune.ema import ExponentialMovingAverage
+from cifar10_prune import models, rebuild, summaries, training
+from cifar10_prune.pruning import ExponentialMovingAverage, ista
 from cifar10_prune.spec import ArchSpec
 
 SPEC = ArchSpec("resnet20", {"g%db%dc0" % (g, b): 4 for g in (1, 2, 3) for b in range(3)})

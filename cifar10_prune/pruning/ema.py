@@ -5,6 +5,7 @@ whose decay warms up as min(0.999, (1 + t) / (10 + t)). Keras' built-in `use_ema
 and copies the averages into the model at the end of `fit`, which would overwrite the exact zeros
 that ISTA produces in the raw gammas; so the averages live here, beside the raw weights.
 """
+import keras
 import tensorflow as tf
 
 DECAY = 0.999
@@ -58,3 +59,26 @@ class ExponentialMovingAverage(tf.Module):
 def _value(variable):
     # Keras variables wrap a tf.Variable; reading `.value` works for both kinds.
     return variable.value if hasattr(variable, "value") else variable
+
+
+class MovingAverage(keras.callbacks.Callback):
+    """The TF1-style moving average of the trainable weights (`ExponentialMovingAverage`,
+    decay 0.999 with warm-up), kept beside the model during `fit`, so ISTA's exact zeros in the
+    raw gammas survive. Pass `callback.averages()` to `compress` to keep the averaged weights, as
+    the recipe does."""
+
+    def __init__(self, decay=DECAY):
+        super().__init__()
+        self.decay = decay
+        self.ema = None
+
+    def on_train_begin(self, logs=None):
+        if self.ema is None:  # a second fit continues the same averages
+            self.ema = ExponentialMovingAverage(self.model.trainable_variables, self.decay)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.ema.update(self.model.optimizer.iterations)
+
+    def averages(self):
+        """{variable path: averaged value}."""
+        return self.ema.averages()

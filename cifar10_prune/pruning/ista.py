@@ -8,7 +8,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from cifar10_prune import surgery
+from cifar10_prune.pruning import groups
 
 
 @keras.saving.register_keras_serializable(package="cifar10_prune")
@@ -19,7 +19,7 @@ class ISTA(keras.optimizers.SGD):
       learning_rate: float or `keras.optimizers.schedules.LearningRateSchedule`; the threshold
         uses the scheduled rate of the current step.
       l1_penalty: lambda. 0 makes this exactly `keras.optimizers.SGD`.
-      penalties: {variable path: rho_l}, e.g. from `prune.penalties(model)` (any functional
+      penalties: {variable path: rho_l}, e.g. from `pruning.penalties(model)` (any functional
         model) or `models.penalties(model)` (the recipe's). Other variables get the plain
         gradient step.
     """
@@ -64,7 +64,7 @@ def penalized(model, penalties):
     """[(name, rho_l, raw gamma as numpy)] for every gamma of `model` that `penalties`
     ({gamma variable path: rho_l}, as `ISTA` takes) names, in graph order. A gamma is named
     after the layer its batch norm normalizes (the recipe's unit: "g1b0c0", "conv2")."""
-    analysis = surgery.analyze(model)
+    analysis = groups.analyze(model)
     return [(analysis.source[bn.name].name, penalties[bn.gamma.path],
              ops.convert_to_numpy(bn.gamma))
             for bn in (node.operation for node in analysis.nodes)

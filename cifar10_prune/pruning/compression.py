@@ -1,107 +1,22 @@
-"""Prune your own functional Keras model: ISTA weights for its batch-norm gammas, and the
-narrower model once gammas are exactly zero.
+"""The narrower model once gammas are exactly zero: which channels go and what their constants
+fold into (`plan`), and the new model built by `keras.models.clone_model` (`compress`).
 
-    groups = prune.find_groups(model)          # what can be pruned, and what goes together
-    print("\\n".join(prune.explain(model)))     # why, batch norm by batch norm
-    model.compile(optimizer=ISTA(0.1, l1_penalty=0.005, penalties=prune.penalties(model)), ...)
-    model.fit(...)                             # gammas reach exactly zero
-    slim = prune.compress(model)               # same function in inference mode, fewer channels
-
-The groups come from `surgery` (see its docstring for the rules). `plan` says which channels go
+The groups come from `groups` (see its docstring for the rules). `plan` says which channels go
 and folds their constants into the weights of the layers reading them; `compress` then builds
 the new model with `keras.models.clone_model` and a `clone_function` that gives each conv /
 dense layer its new `filters` / `units` (the graph, names and every other setting stay those of
-the original model), and `copy_weights` copies the kept weights in by layer name, sliced. The
-CIFAR-10 recipe uses the same `penalties` and `plan`, with its own builder for the narrower
-model (`rebuild.compress`).
+the original model), and `copy_weights` copies the kept weights in, sliced. The CIFAR-10 recipe
+uses the same `plan`, with its own builder for the narrower model (`rebuild.narrow`).
 """
 import dataclasses
-import math
 
 import keras
 import numpy as np
 from keras import ops
 
-from cifar10_prune import ema
-from cifar10_prune.layers import EmptyConv2D
-from cifar10_prune.surgery import L, CHANNELWISE, analyze, explain, find_groups  # noqa: F401
+from cifar10_prune.pruning.groups import L, CHANNELWISE, analyze
 
 _ACTIVATIONS = (L.ReLU, L.LeakyReLU, L.ELU, L.Activation)
-
-
-def penalties(model, reader_cost=None):
-    """{gamma variable path: rho_l} for the member batch norms of every prunable group of
-    `model`, for `ista.ISTA(lr, l1_penalty=..., penalties=penalties(model))`.
-
-    rho_l is the paper's memory cost of one channel:
-    (H_out*W_out + k_h*k_w*C_in + sum over the readers of C_next*k'_h*k'_w) / (H_in*W_in of the
-    model's input), so / 1024 for 32x32 images (a dense layer counts as a 1x1 conv on a 1x1
-    image; a depthwise conv's channel reads one input channel, k_h*k_w). In a coupled group the
-    readers are shared, so each member counts its own conv plus an equal share of the readers:
-    the members' rho then add up to the cost of the whole channel counted once, and a group of
-    one member gets exactly the formula above. Blocked groups get no penalty (it would shrink
-    gammas for nothing).
-
-    `reader_cost(group, reader)`, if given, replaces C_next*k'_h*k'_w of a reader (the recipe
-    uses it for the original code's cnn4 quirks, see `models.penalties`).
-    """
-    analysis = analyze(model)
-    pixels = _spatial(model.inputs[0].shape) if len(model.inputs[0].shape) == 4 else 1
-    cost = reader_cost or (lambda group, reader: _reader_cost(reader))
-    rho = {}
-    for group in analysis.groups:
-        if not group.prunable:
-            continue
-        readers = sum(cost(group, layer) for layer, _ in group.readers)
-        for bn, _ in group.members:
-            own = _spatial(bn.output.shape) + _input_cost(analysis.source[bn.name])
-            rho[bn.gamma.path] = (own + readers / len(group.members)) / pixels
-    return rho
-
-
-def _spatial(shape):
-    return math.prod(shape[1:-1]) if len(shape) > 2 else 1
-
-
-def _input_cost(layer):
-    """k_h*k_w*C_in of the layer producing a member's channels (one input channel if depthwise,
-    none for an empty conv)."""
-    if isinstance(layer, EmptyConv2D):
-        return 0
-    if isinstance(layer, L.DepthwiseConv2D):
-        return math.prod(layer.kernel_size)
-    if isinstance(layer, L.Conv2D):
-        return math.prod(layer.kernel_size) * layer.input.shape[-1]
-    return layer.input.shape[-1]  # Dense
-
-
-def _reader_cost(layer):
-    if isinstance(layer, L.Conv2D):
-        return layer.filters * math.prod(layer.kernel_size)
-    return layer.units
-
-
-class MovingAverage(keras.callbacks.Callback):
-    """The TF1-style moving average of the trainable weights (`ema.ExponentialMovingAverage`,
-    decay 0.999 with warm-up), kept beside the model during `fit`, so ISTA's exact zeros in the
-    raw gammas survive. Pass `callback.averages()` to `compress` to keep the averaged weights, as
-    the recipe does."""
-
-    def __init__(self, decay=ema.DECAY):
-        super().__init__()
-        self.decay = decay
-        self.ema = None
-
-    def on_train_begin(self, logs=None):
-        if self.ema is None:  # a second fit continues the same averages
-            self.ema = ema.ExponentialMovingAverage(self.model.trainable_variables, self.decay)
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.ema.update(self.model.optimizer.iterations)
-
-    def averages(self):
-        """{variable path: averaged value}."""
-        return self.ema.averages()
 
 
 @dataclasses.dataclass
@@ -109,7 +24,7 @@ class Plan:
     """What compressing a model changes, found by `plan`.
 
     Attributes:
-      analysis: the model's `surgery.Analysis`.
+      analysis: the model's `groups.Analysis`.
       removed: {group unit name: indices of the channels removed}, for every prunable group.
       out_mask, in_mask: {layer name: boolean mask of the output / input channels kept}, for the
         layers that lose channels.

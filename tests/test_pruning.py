@@ -1,6 +1,10 @@
-"""The library API (surgery + prune) on tiny VGG-, ResNet- and MobileNetV2-style models: the
+"""The library API (`cifar10_prune.pruning`) on tiny VGG-, ResNet- and MobileNetV2-style models: the
 compressed model against the uncompressed one with the same gammas zeroed."""
+import ast
+import glob
 import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -8,7 +12,8 @@ import pytest
 import tensorflow as tf
 from keras import layers
 
-from cifar10_prune import ista, models, prune, rebuild, surgery, training
+from cifar10_prune import models, pruning, rebuild, training
+from cifar10_prune.pruning import ista
 from cifar10_prune.spec import ArchSpec
 from conftest import REPO, randomize_batch_norms
 
@@ -89,7 +94,7 @@ def widths(model, names):
 
 
 def groups_by_name(model):
-    return {g.name: g for g in surgery.find_groups(model)}
+    return {g.name: g for g in pruning.find_groups(model)}
 
 
 # --- VGG-style: one group per conv ---------------------------------------------------------
@@ -108,7 +113,7 @@ def test_vgg_exact(padding, beta_sign):
     # readers (and the dense layer after global pooling): the fold covers the whole window.
     dense = randomize_batch_norms(vgg(padding))
     zero(dense, {"conv1_bn": [0, 3], "conv2_bn": [1, 5, 7], "conv3_bn": [2, 4, 6, 8]}, beta_sign)
-    slim = prune.compress(dense)
+    slim = pruning.compress(dense)
     assert widths(slim, ["conv1", "conv2", "conv3"]) == {"conv1": 6, "conv2": 9, "conv3": 12}
     assert slim.get_layer("logits").kernel.shape == (12, 10)
     assert slim.count_params() < dense.count_params()
@@ -135,14 +140,14 @@ def test_vgg_same_border_bound():
     dense = randomize_batch_norms(vgg("same"))
     removed = [1, 5, 7]
     zero(dense, {"conv2_bn": removed}, +1)
-    slim = prune.compress(dense)
+    slim = pruning.compress(dense)
     constant = np.maximum(dense.get_layer("conv2_bn").beta.numpy()[removed], 0)
     assert_border_bound(dense, slim, "conv3", removed, constant)
 
 
 def test_nothing_zero_is_identity():
     dense = randomize_batch_norms(resnet())
-    slim = prune.compress(dense)
+    slim = pruning.compress(dense)
     assert slim.count_params() == dense.count_params()
     assert_same_function(dense, slim)
 
@@ -159,7 +164,7 @@ def test_resnet_groups_and_explain():
     assert {bn.name for bn, _ in out.members} == {"b2c2_bn", "b2short_bn"}
     assert [r.name for r, _ in out.readers] == ["logits"]
     assert len(groups) == 4
-    lines = {line.split(":")[0]: line for line in prune.explain(model)}
+    lines = {line.split(":")[0]: line for line in pruning.explain(model)}
     assert "coupled with b1c2_bn" in lines["stem_bn"] and "b1_add" in lines["stem_bn"]
     assert "alone" in lines["b1c1_bn"]
 
@@ -175,7 +180,7 @@ def test_resnet_coupled(beta_sign):
     if beta_sign > 0:
         # Positive betas only where every reader is exact (the dense layer after pooling).
         zero(dense, {"b2c2_bn": [0, 3, 5], "b2short_bn": [0, 3, 5]}, +1)
-    slim = prune.compress(dense)
+    slim = pruning.compress(dense)
     assert widths(slim, ["stem", "b1c1", "b1c2", "b2c1", "b2c2", "b2short"]) == {
         "stem": 6, "b1c1": 7, "b1c2": 6, "b2c1": 16, "b2c2": 13, "b2short": 13}
     assert slim.get_layer("b2c1").kernel.shape == (3, 3, 6, 16)
@@ -189,7 +194,7 @@ def test_resnet_positive_betas_same_border_bound():
     dense = randomize_batch_norms(resnet())
     removed = [1, 4]
     zero(dense, {"stem_bn": removed, "b1c2_bn": removed}, +1)
-    slim = prune.compress(dense)
+    slim = pruning.compress(dense)
     assert widths(slim, ["stem", "b1c2"]) == {"stem": 6, "b1c2": 6}
     constant = np.maximum(dense.get_layer("stem_bn").beta.numpy()[removed], 0)
     assert_border_bound(dense, slim, "b1c1", removed, constant)
@@ -212,7 +217,7 @@ def test_mobilenet_exact(beta_sign):
     dense = randomize_batch_norms(mobilenet_block())
     zero(dense, {"expand_bn": [0, 5, 7, 10], "dw_bn": [0, 5, 10],
                  "stem_bn": [2], "project_bn": [2, 3]}, beta_sign)
-    slim = prune.compress(dense)
+    slim = pruning.compress(dense)
     assert widths(slim, ["stem", "expand", "dw", "project"]) == {
         "stem": 7, "expand": 21, "dw": 21, "project": 7}
     assert slim.get_layer("dw").kernel.shape == (3, 3, 21, 1)
@@ -234,7 +239,7 @@ def test_concatenate_offsets():
     assert groups["a_bn"].readers[0][0].name == "c" and groups["a_bn"].readers[0][1] == 0
     assert groups["b_bn"].readers[0][0].name == "c" and groups["b_bn"].readers[0][1] == 4
     zero(dense, {"a_bn": [1], "b_bn": [0, 5]}, +1)  # VALID reader: exact for any beta
-    slim = prune.compress(dense)
+    slim = pruning.compress(dense)
     assert widths(slim, ["a", "b", "cat"]) == {"a": 3, "b": 4, "cat": 7}
     kept = [0, 2, 3, 5, 6, 7, 8]  # of a's 0..3 and b's 4..9
     np.testing.assert_array_equal(slim.get_layer("c").kernel.numpy(),
@@ -252,8 +257,8 @@ def test_resnet20_same_as_rebuild(beta_sign):
     keras.utils.set_random_seed(0)
     dense = randomize_batch_norms(models.build_model(spec))
     zero(dense, {"g1b0c0_bn": [0, 3], "g2b1c0_bn": range(5), "g3b2c0_bn": [7]}, beta_sign)
-    _, recipe = rebuild.compress(spec, dense)
-    slim = prune.compress(dense)
+    _, recipe = rebuild.narrow(spec, dense)
+    slim = pruning.compress(dense)
     for layer in recipe.layers:
         for a, b in zip(layer.weights, slim.get_layer(layer.name).weights):
             np.testing.assert_allclose(b.numpy(), a.numpy(), atol=1e-6, err_msg=a.path)
@@ -266,7 +271,7 @@ def test_resnet20_same_as_rebuild(beta_sign):
 
 def test_lambda_in_channel_path_is_one_line_error():
     with pytest.raises(ValueError) as error:
-        surgery.find_groups(vgg(lambda_after=2))
+        pruning.find_groups(vgg(lambda_after=2))
     message = str(error.value)
     assert "'scale'" in message and "Lambda" in message and "\n" not in message
 
@@ -280,8 +285,8 @@ def test_flatten_and_output_block():
     groups = groups_by_name(model)
     assert "Flatten 'flat'" in groups["a_bn"].blockers[0]
     assert "model output" in groups["b_bn"].blockers[0]
-    assert prune.penalties(model) == {}
-    lines = prune.explain(model)
+    assert pruning.penalties(model) == {}
+    lines = pruning.explain(model)
     assert any(l.startswith("a_bn: not prunable") and "flat" in l for l in lines)
 
 
@@ -293,12 +298,12 @@ def test_penalties_match_recipe_on_resnet20():
     recipe's hand-counted rho table."""
     from test_models import RESNET_UNITS, _resnet_expected
     model = models.build_model(ArchSpec.dense("resnet20"))
-    assert prune.penalties(model) == {
+    assert pruning.penalties(model) == {
         model.get_layer(u + "_bn").gamma.path: _resnet_expected(u) for u in RESNET_UNITS}
 
 
 def test_penalties_hand_counted_coupled():
-    rho = prune.penalties(resnet())
+    rho = pruning.penalties(resnet())
     pixels = SIZE * SIZE
     # b1c1: 16x16 output, 3x3x8 input, read by b1c2 (8 filters 3x3).
     assert rho["b1c1_bn/gamma"] == pytest.approx((256 + 72 + 72) / pixels)
@@ -318,24 +323,24 @@ def test_fit_with_ista_zeroes_gammas_then_compress():
     model = keras.Model(images, layers.Dense(4, name="logits")(x))
     for name in ("c1_bn", "c2_bn"):  # spread gammas, so that some reach zero and some do not
         model.get_layer(name).gamma.assign(np.linspace(0.1, 1.5, 8))
-    rho = prune.penalties(model)
+    rho = pruning.penalties(model)
     assert set(rho) == {"c1_bn/gamma", "c2_bn/gamma"}
     model.compile(optimizer=ista.ISTA(0.1, l1_penalty=0.5, penalties=rho),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     rng = np.random.RandomState(0)
     data = rng.normal(size=(32, 8, 8, 3)).astype("float32"), rng.randint(0, 4, 32)
-    average = prune.MovingAverage()
+    average = pruning.MovingAverage()
     model.fit(*data, batch_size=8, epochs=2, verbose=0, callbacks=[average])
     gammas = {n: model.get_layer(n).gamma.numpy() for n in ("c1_bn", "c2_bn")}
     for gamma in gammas.values():
         assert 0 < np.sum(gamma == 0) < gamma.size
-    slim = prune.compress(model)
+    slim = pruning.compress(model)
     for name in ("c1", "c2"):
         assert slim.get_layer(name).filters == np.sum(gammas[name + "_bn"] != 0)
     x = data[0][:4]
     np.testing.assert_allclose(slim(x, training=False), model(x, training=False), atol=1e-5)
     # The averaged weights are what the slim model holds when asked for them.
-    averaged = prune.compress(model, averages=average.averages())
+    averaged = pruning.compress(model, averages=average.averages())
     keep = np.flatnonzero(gammas["c1_bn"] != 0)
     np.testing.assert_allclose(averaged.get_layer("c1_bn").gamma.numpy(),
                                average.averages()["c1_bn/gamma"][keep])
@@ -403,14 +408,51 @@ def test_package_trainer_on_a_users_model(tmp_path):
     data = tf.data.Dataset.from_tensor_slices(
         (rng.normal(size=(32, 8, 8, 3)).astype("float32"), rng.randint(0, 4, 32))).repeat().batch(8)
     lines = []
-    trainer = training.Trainer(model, ista.ISTA(0.1, 1.0, prune.penalties(model)),
+    trainer = training.Trainer(model, ista.ISTA(0.1, 1.0, pruning.penalties(model)),
                                str(tmp_path), log=lines.append)
     trainer.fit(data, 3, 1, 8)
     zero_lines = [l for l in lines if l.startswith("zero gammas:")]
     assert len(zero_lines) == 3 and zero_lines[0].startswith("zero gammas: c1 0/8 c2 0/8")
     removed = np.sum(model.get_layer("c1_bn").gamma.numpy() == 0)
     assert removed > 0
-    assert prune.compress(model).get_layer("c1").filters == 8 - removed
-    again = training.Trainer(keras.models.clone_model(model), ista.ISTA(0.1, 1.0, prune.penalties(
+    assert pruning.compress(model).get_layer("c1").filters == 8 - removed
+    again = training.Trainer(keras.models.clone_model(model), ista.ISTA(0.1, 1.0, pruning.penalties(
         model)), str(tmp_path), log=lines.append)
     assert again.restore().endswith("model.ckpt-3") and again.step == 3
+
+
+def _imported_modules(path):
+    """Every module an `import` / `from ... import` anywhere in the file at `path` names
+    (function bodies included), relative imports resolved against cifar10_prune.pruning."""
+    names = []
+    for node in ast.walk(ast.parse(open(path).read(), path)):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(["cifar10_prune", "pruning"][:3 - node.level] + [base]).strip(".")
+            names += [base] + [base + "." + alias.name for alias in node.names]
+    return names
+
+
+def test_library_never_imports_the_recipe():
+    """cifar10_prune.pruning is usable on its own: none of its modules names a module of
+    cifar10_prune outside it, and importing all of them loads none (the recipe, the flags)."""
+    files = sorted(glob.glob(os.path.join(REPO, "cifar10_prune", "pruning", "*.py")))
+    assert len(files) >= 6
+    for path in files:
+        for name in _imported_modules(path):
+            if name == "cifar10_prune" or name.startswith("cifar10_prune."):
+                assert name.startswith("cifar10_prune.pruning"), (path, name)
+    modules = ["cifar10_prune.pruning." + os.path.basename(p)[:-3] for p in files
+               if not p.endswith("__init__.py")]
+    code = ("import importlib, sys\n"
+            "for m in %r: importlib.import_module(m)\n"
+            "print(sorted(m for m in sys.modules if m.startswith('cifar10_prune')))" % modules)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                         timeout=300, check=True).stdout
+    loaded = ast.literal_eval(out.strip().splitlines()[-1])
+    assert "cifar10_prune.pruning.groups" in loaded
+    assert [m for m in loaded if m != "cifar10_prune" and
+            not m.startswith("cifar10_prune.pruning")] == []

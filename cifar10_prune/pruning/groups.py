@@ -3,7 +3,7 @@
 A channel can be pruned when the batch norm right after its conv has gamma exactly 0: in
 inference the batch norm then outputs the constant beta for it, whatever the conv computed. So
 the channel is removed from the conv and the batch norm, and the layers that read it (convs and
-dense layers) lose that input channel; their output loses a constant, which `prune.compress`
+dense layers) lose that input channel; their output loses a constant, which `compress`
 folds back in. This module finds, from the graph alone (never from layer names), the *groups* of
 channels that must be removed together:
 
@@ -31,7 +31,7 @@ import dataclasses
 
 import keras
 
-from cifar10_prune.layers import EmptyConv2D
+from cifar10_prune.pruning.layers import EmptyConv2D
 
 L = keras.layers
 

@@ -1,0 +1,27 @@
+"""ISTA channel pruning for any functional Keras 3 CNN (Ye et al., ICLR 2018): the library.
+
+    from cifar10_prune import pruning
+
+    groups = pruning.find_groups(model)        # what can be pruned, and what goes together
+    print("\\n".join(pruning.explain(model)))  # why, batch norm by batch norm
+    model.compile(optimizer=pruning.ISTA(0.1, l1_penalty=0.005,
+                                         penalties=pruning.penalties(model)), ...)
+    model.fit(...)                             # gammas reach exactly zero
+    slim = pruning.compress(model)             # same function in inference mode, fewer channels
+
+Modules: `groups` (which channels go together, from the graph), `rho` (the penalty weights),
+`ista` (the optimizer and the sparsity metrics), `compression` (`plan`, `compress`), `ema`
+(the TF1-style weight averages, and the `MovingAverage` callback), `layers` (`EmptyConv2D`).
+This package never imports the CIFAR-10 recipe around it (a test checks); the recipe is one of
+its users.
+"""
+from cifar10_prune.pruning.compression import Plan, compress, copy_weights, plan
+from cifar10_prune.pruning.ema import ExponentialMovingAverage, MovingAverage
+from cifar10_prune.pruning.groups import Analysis, Group, analyze, explain, find_groups
+from cifar10_prune.pruning.ista import ISTA, format_zeros, penalized, sparsity
+from cifar10_prune.pruning.layers import EmptyConv2D
+from cifar10_prune.pruning.rho import penalties
+
+__all__ = ["Analysis", "EmptyConv2D", "ExponentialMovingAverage", "Group", "ISTA",
+           "MovingAverage", "Plan", "analyze", "compress", "copy_weights", "explain",
+           "find_groups", "format_zeros", "penalized", "penalties", "plan", "sparsity"]

@@ -1,0 +1,58 @@
+"""rho_l, the paper's per-channel weight of the ISTA penalty: the memory cost of one channel of
+each prunable group, from the model's shapes."""
+import math
+
+from cifar10_prune.pruning.groups import L, analyze
+from cifar10_prune.pruning.layers import EmptyConv2D
+
+
+def penalties(model, reader_cost=None):
+    """{gamma variable path: rho_l} for the member batch norms of every prunable group of
+    `model`, for `ISTA(lr, l1_penalty=..., penalties=penalties(model))`.
+
+    rho_l is the paper's memory cost of one channel:
+    (H_out*W_out + k_h*k_w*C_in + sum over the readers of C_next*k'_h*k'_w) / (H_in*W_in of the
+    model's input), so / 1024 for 32x32 images (a dense layer counts as a 1x1 conv on a 1x1
+    image; a depthwise conv's channel reads one input channel, k_h*k_w). In a coupled group the
+    readers are shared, so each member counts its own conv plus an equal share of the readers:
+    the members' rho then add up to the cost of the whole channel counted once, and a group of
+    one member gets exactly the formula above. Blocked groups get no penalty (it would shrink
+    gammas for nothing).
+
+    `reader_cost(group, reader)`, if given, replaces C_next*k'_h*k'_w of a reader (the recipe
+    uses it for the original code's cnn4 quirks, see `models.penalties`).
+    """
+    analysis = analyze(model)
+    pixels = _spatial(model.inputs[0].shape) if len(model.inputs[0].shape) == 4 else 1
+    cost = reader_cost or (lambda group, reader: _reader_cost(reader))
+    rho = {}
+    for group in analysis.groups:
+        if not group.prunable:
+            continue
+        readers = sum(cost(group, layer) for layer, _ in group.readers)
+        for bn, _ in group.members:
+            own = _spatial(bn.output.shape) + _input_cost(analysis.source[bn.name])
+            rho[bn.gamma.path] = (own + readers / len(group.members)) / pixels
+    return rho
+
+
+def _spatial(shape):
+    return math.prod(shape[1:-1]) if len(shape) > 2 else 1
+
+
+def _input_cost(layer):
+    """k_h*k_w*C_in of the layer producing a member's channels (one input channel if depthwise,
+    none for an empty conv)."""
+    if isinstance(layer, EmptyConv2D):
+        return 0
+    if isinstance(layer, L.DepthwiseConv2D):
+        return math.prod(layer.kernel_size)
+    if isinstance(layer, L.Conv2D):
+        return math.prod(layer.kernel_size) * layer.input.shape[-1]
+    return layer.input.shape[-1]  # Dense
+
+
+def _reader_cost(layer):
+    if isinstance(layer, L.Conv2D):
+        return layer.filters * math.prod(layer.kernel_size)
+    return layer.units
