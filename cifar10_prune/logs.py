@@ -8,12 +8,18 @@ before its logging is set up, so TF_CPP_MIN_LOG_LEVEL no longer hides them
 `quiet_tensorflow()`, which holds back the C++ log lines printed during start-up only; anything
 else, and every line printed later, reaches the console as usual. `--verbosity` (absl's flag)
 shows everything.
+
+Some TensorFlow calls log progress notes of their own from C++ later on: the TFLite converter
+prints about ten (`Reading SavedModel from: ...`, `Ignored output_format.`, ...) on every
+successful conversion. `quiet_cpp()` holds those back around such a call, the same way.
 """
 import contextlib
 import os
 import re
 import sys
 import tempfile
+
+from absl import flags
 
 # A C++ log line (absl or TensorFlow format), or absl's note that logging is not set up yet.
 _CPP_LOG = re.compile(r"^([IWE]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w./-]+:\d+\]|"
@@ -94,3 +100,13 @@ def quiet_tensorflow(argv=None):
             # oneDNN notes once per process, on the first uint8 transpose (the data
             # pipeline's).
             tf.transpose(tf.zeros([1, 2, 1], tf.uint8)).numpy()
+
+
+def quiet_cpp():
+    """`cpp_lines_held_back(keep_on_success=False)` for a call whose C++ code logs progress
+    notes when it succeeds (the TFLite converter): they are held back, while what it prints
+    when it fails, and any line that is not a C++ log line, is passed on. With absl's
+    `--verbosity` given on the command line, nothing is held back."""
+    if flags.FLAGS.is_parsed() and flags.FLAGS["verbosity"].present:
+        return contextlib.nullcontext()
+    return cpp_lines_held_back(keep_on_success=False)

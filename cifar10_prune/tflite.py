@@ -12,6 +12,8 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
+from cifar10_prune import logs
+
 MODEL_FILE = "model.tflite"
 SIGNATURE = "serving_default"
 
@@ -38,12 +40,16 @@ def convert(saved_model_dir, quantize=None):
       quantize: None for float32, "dynamic" for dynamic-range int8 weights.
     """
     check_quantize(quantize)
-    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir,
-                                                         signature_keys=[SIGNATURE])
-    if quantize == "dynamic":
-        # Optimize.DEFAULT without a representative dataset is dynamic-range quantization.
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    return converter.convert()
+    # The converter logs about ten C++ lines on success (reading the SavedModel, the MLIR
+    # passes); TF_CPP_MIN_LOG_LEVEL would hide them only if set before TensorFlow loads, and
+    # then for the whole process. They are held back here; a failed conversion shows them all.
+    with logs.quiet_cpp():
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir,
+                                                             signature_keys=[SIGNATURE])
+        if quantize == "dynamic":
+            # Optimize.DEFAULT without a representative dataset is dynamic-range quantization.
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        return converter.convert()
 
 
 def _interpreter_class():

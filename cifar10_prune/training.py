@@ -1,7 +1,10 @@
 """The training stage: compiled SGD/ISTA steps, the EMA, saving and resuming checkpoints (their
 names and layout are stages.py's), the NaN stop, logs and summaries."""
+import contextlib
 import datetime
 import math
+import signal
+import threading
 import time
 
 import keras
@@ -23,6 +26,26 @@ def learning_rate_schedule(learning_rate, batch_size):
     decay_steps = int(NUM_TRAIN_EXAMPLES / batch_size * EPOCHS_PER_DECAY)
     return keras.optimizers.schedules.ExponentialDecay(
         learning_rate, decay_steps=decay_steps, decay_rate=0.1, staircase=True)
+
+
+@contextlib.contextmanager
+def _interruptible():
+    """While training, SIGTERM (`kill`, job schedulers, container stops) and SIGINT end the run
+    as Ctrl-C does: with a checkpoint saved first. A job started in the background (`nohup cmd
+    &`) begins with SIGINT ignored, and by default SIGTERM kills without saving."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    old = {s: signal.signal(s, interrupt) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
 
 
 class _Progress:
@@ -214,47 +237,24 @@ class Trainer:
                 dataset = self.strategy.experimental_distribute_dataset(dataset)
             self._iterator = iter(dataset)  # anything else is taken as already distributed
         iterator = self._iterator
-        last_save = time.time()
         clock = _Progress(self.step, max_steps)
         last = None
-        try:
-            while self.step < max_steps:
-                # A chunk runs up to the next multiple of log_frequency, so every chunk but a
-                # resumed run's first starts on a logged step; that first one is logged too.
-                step = self.step
-                num = min(log_frequency - step % log_frequency, max_steps - step)
-                lasso, fake, zeros = ista.sparsity(self.model, self.penalties)
-                lr = float(self.optimizer.learning_rate)
-                start = time.time()
-                first, last = (float(v) for v in self._run(iterator, tf.constant(num)))
-                duration = time.time() - start
-                clock.done(self.step, duration)
-                if not (math.isfinite(first) and math.isfinite(last)):
-                    good = self.manager.latest_checkpoint or "none yet"
-                    bad = last if math.isfinite(first) else first
-                    raise TrainingError("loss is %s at step %d; training stopped. The last good "
-                                        "checkpoint is %s" % (bad, self.step - 1, good))
-                self.log("%s: step %d, loss = %.2f, group lasso = %.2f, fake sparsity = %.2f, "
-                         "(%.1f examples/sec; %.3f sec/batch)"
-                         % (datetime.datetime.now(), step, first, lasso, fake,
-                            num * batch_size / duration, duration / num))
-                if zeros:
-                    self.log(ista.format_zeros(zeros))
-                self.log(clock.line(self.step))
-                values = {"loss": first, "learning_rate": lr, "group_lasso": lasso,
-                          "fake_sparsity": fake}
-                values.update({"zero_gammas/" + u: z for u, (z, _) in zeros.items()})
-                with storage.writing("summaries to " + self.train_dir, "Checkpoints are intact."):
-                    summaries.scalars(writer, step, values)
-                if time.time() - last_save >= self.save_checkpoint_secs:
-                    self.save()
-                    last_save = time.time()
-        except KeyboardInterrupt:
-            # Python sees Ctrl-C between compiled chunks (a chunk runs to its end first), so
-            # the variables hold the state of a whole step, wherever in the loop it arrived.
-            path = self.save()
-            raise TrainingError("interrupted at step %d; saved %s, rerun the same command to "
-                                "resume" % (self.step, path)) from None
+        with _interruptible():
+            try:
+                last_save = time.time()
+                while self.step < max_steps:
+                    last = self._chunk(iterator, max_steps, log_frequency, batch_size, clock,
+                                       writer)
+                    if time.time() - last_save >= self.save_checkpoint_secs:
+                        self.save()
+                        last_save = time.time()
+            except KeyboardInterrupt as e:
+                # Python sees Ctrl-C between compiled chunks (a chunk runs to its end first), so
+                # the variables hold the state of a whole step, wherever in the loop it arrived.
+                path = self.save()
+                raise TrainingError("interrupted%s at step %d; saved %s, rerun the same command "
+                                    "to resume" % (" (%s)" % e if str(e) else "", self.step,
+                                                   path)) from None
         if last is not None:
             # The original logs only steps before an update, so the stage's end went unlogged.
             lasso, fake, _ = ista.sparsity(self.model, self.penalties)
@@ -264,3 +264,33 @@ class Trainer:
         if self.manager.latest_checkpoint != self.path(self.step):
             self.save()
         return self.step
+
+    def _chunk(self, iterator, max_steps, log_frequency, batch_size, clock, writer):
+        """Train up to the next multiple of log_frequency (so every chunk but a resumed run's
+        first starts on a logged step; that first one is logged too), log it and write its
+        summaries. Returns the loss of its last step."""
+        step = self.step
+        num = min(log_frequency - step % log_frequency, max_steps - step)
+        lasso, fake, zeros = ista.sparsity(self.model, self.penalties)
+        lr = float(self.optimizer.learning_rate)
+        start = time.time()
+        first, last = (float(v) for v in self._run(iterator, tf.constant(num)))
+        duration = time.time() - start
+        clock.done(self.step, duration)
+        if not (math.isfinite(first) and math.isfinite(last)):
+            good = self.manager.latest_checkpoint or "none yet"
+            bad = last if math.isfinite(first) else first
+            raise TrainingError("loss is %s at step %d; training stopped. The last good "
+                                "checkpoint is %s" % (bad, self.step - 1, good))
+        self.log("%s: step %d, loss = %.2f, group lasso = %.2f, fake sparsity = %.2f, "
+                 "(%.1f examples/sec; %.3f sec/batch)"
+                 % (datetime.datetime.now(), step, first, lasso, fake,
+                    num * batch_size / duration, duration / num))
+        if zeros:
+            self.log(ista.format_zeros(zeros))
+        self.log(clock.line(self.step))
+        values = {"loss": first, "learning_rate": lr, "group_lasso": lasso, "fake_sparsity": fake}
+        values.update({"zero_gammas/" + u: z for u, (z, _) in zeros.items()})
+        with storage.writing("summaries to " + self.train_dir, "Checkpoints are intact."):
+            summaries.scalars(writer, step, values)
+        return last

@@ -390,8 +390,8 @@ def test_ctrl_c_saves_and_resumes(tiny_data, tmp_path):
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 1 and "interrupted at step" in err, err[-2000:]
-    step = int(re.search(r"interrupted at step (\d+); saved \S*model\.ckpt-(\d+)", err).group(2))
+    assert proc.returncode == 1 and "interrupted (SIGINT) at step" in err, err[-2000:]
+    step = int(re.search(r"at step (\d+); saved \S*model\.ckpt-(\d+)", err).group(2))
     assert os.path.exists("%s_0/model.ckpt-%d.index" % (base, step))
     out = train(tiny_data, base, "--max_steps", step + 1, "--squeeze_model=false").stdout
     assert "resuming from %s_0/model.ckpt-%d (step %d)" % (base, step, step) in out
@@ -408,3 +408,23 @@ def test_precision_counts_ties_as_hits_as_in_top_k():
     ds = tf.data.Dataset.from_tensor_slices((logits, labels)).batch(3)
     precision, _, n = evaluation.evaluate(identity, ds)
     assert n == 4 and precision == 2 / 4
+
+
+def test_sigterm_saves_and_resumes_even_in_a_background_job(tiny_data, tmp_path):
+    import signal
+    base = str(tmp_path / "term")
+    # As `nohup cmd &` starts it: SIGINT ignored (so kill -INT must be honoured anyway).
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cifar10_prune.train", "--data_dir", tiny_data, "--train_dir", base,
+         "--batch_size", "10", "--log_frequency", "1", "--max_steps", "100000"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(tmp_path),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    for line in proc.stdout:
+        if LINE.match(line.strip()) and int(LINE.match(line.strip()).group(1)) >= 2:
+            break
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1 and "interrupted (SIGTERM) at step" in err, err[-2000:]
+    step = int(re.search(r"saved \S*model\.ckpt-(\d+)", err).group(1))
+    out = train(tiny_data, base, "--max_steps", step + 1, "--squeeze_model=false").stdout
+    assert "resuming from %s_0/model.ckpt-%d (step %d)" % (base, step, step) in out

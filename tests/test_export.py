@@ -1,12 +1,15 @@
 """The exported SavedModel (folded batch norms) and its TFLite conversion, against the Keras model."""
 import os
+import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from absl import flags
 
-from cifar10_prune import data, export, models, tflite
+from cifar10_prune import data, export, logs, models, stages, tflite
+from cifar10_prune.pruning import ExponentialMovingAverage
+from conftest import REPO, run_cli
 from test_fold import narrowed, randomize_batch_norms
 
 
@@ -121,3 +124,75 @@ def test_export_flags(args, ok):
     else:
         with pytest.raises(flags.IllegalFlagValueError, match="tflite_quantize"):
             fv(argv)
+
+
+@pytest.fixture(scope="module")
+def exported_by_command(narrow_resnet, tmp_path_factory):
+    """`python -m cifar10_prune.export --tflite` run on a stage holding `narrow_resnet` (its
+    averages are its weights): (the CompletedProcess, export_dir)."""
+    tmp = tmp_path_factory.mktemp("stage")
+    base = str(tmp / "cifar10_train")
+    directory = stages.stage_dir(base, 1)
+    os.makedirs(directory)
+    stages.write_architecture(directory, models.spec_of(narrow_resnet))
+    ema = ExponentialMovingAverage(narrow_resnet.trainable_variables)
+    stages.checkpoint_manager(stages.make_checkpoint(narrow_resnet, ema),
+                              directory).save(checkpoint_number=0)
+    export_dir = str(tmp / "slim_lite")
+    proc = run_cli("export", "--checkpoint_dir", base, "--checkpoint_version", 1,
+                   "--export_dir", export_dir, "--tflite")
+    return proc, export_dir
+
+
+def test_export_tflite_command_prints_no_converter_log(exported_by_command):
+    """The converter's C++ progress notes (`Reading SavedModel from: ...`, `Ignored
+    output_format.`, about ten a conversion) are held back like TensorFlow's start-up lines:
+    the command prints its own lines only."""
+    proc, export_dir = exported_by_command
+    assert os.path.getsize(os.path.join(export_dir, tflite.MODEL_FILE)) > 0
+    assert "TFLite model (float32): %s" % os.path.join(export_dir, tflite.MODEL_FILE) in proc.stdout
+    output = proc.stdout + proc.stderr
+    noise = [l for l in output.splitlines() if logs.start_up_noise(l)]
+    assert not noise, noise[:3]
+    for note in ("Reading SavedModel", "Ignored output_format", "SavedModel bundle", "MLIR"):
+        assert note not in output, output[-3000:]
+
+
+def test_failed_conversion_keeps_its_log(tmp_path, monkeypatch, capfd):
+    """What the converter prints when it fails is passed on, C++ lines included."""
+    class Failing:
+        def convert(self):
+            os.write(2, b"E0000 00:00:1.000000  42 convert.cc:7] op MyOp could not be legalized\n")
+            raise RuntimeError("conversion failed")
+
+    monkeypatch.setattr(tf.lite.TFLiteConverter, "from_saved_model", lambda *a, **k: Failing())
+    with pytest.raises(RuntimeError, match="conversion failed"):
+        tflite.convert(str(tmp_path))
+    assert "op MyOp could not be legalized" in capfd.readouterr().err
+
+
+def _readme_serving_snippets():
+    """The Python blocks of the README's "Export and serving" section, as written."""
+    with open(os.path.join(REPO, "README.md")) as f:
+        section = f.read().split("## Export and serving", 1)[1].split("\n## ", 1)[0]
+    return [block.split("```", 1)[0] for block in section.split("```python\n")[1:]]
+
+
+@pytest.mark.parametrize("litert", ["absent", "as installed"])
+def test_readme_serving_lines_run(exported_by_command, narrow_resnet, litert, monkeypatch):
+    """The README's SavedModel and TFLite lines, run as they stand on the command's export,
+    with LiteRT absent (TensorFlow's interpreter) and as installed here."""
+    _, export_dir = exported_by_command
+    saved_model, lite = _readme_serving_snippets()
+    if litert == "absent":
+        monkeypatch.setitem(sys.modules, "ai_edge_litert", None)  # import fails
+        monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
+    expected = keras_logits(narrow_resnet, np.zeros([8, 32, 32, 3], np.uint8))
+    scope = {}
+    exec(compile(saved_model.replace("/tmp/cifar10_slim", export_dir), "README.md", "exec"),
+         scope)
+    np.testing.assert_allclose(scope["probabilities"].numpy(), tf.nn.softmax(expected).numpy(),
+                               atol=1e-5)
+    scope = {}
+    exec(compile(lite.replace("/tmp/cifar10_slim_lite", export_dir), "README.md", "exec"), scope)
+    np.testing.assert_allclose(scope["logits"], expected, rtol=0, atol=1e-4)
