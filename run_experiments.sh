@@ -8,7 +8,7 @@
 #
 # --steps_scale S multiplies every stage's max_steps (at least 1 step).
 # --quick: a short resnet20 schedule that prunes (800 + 2000 + 1200 steps, l1 0.001, 0.008, 0;
-#   BN statistics re-estimated from 100 batches): 14 minutes on two CPU cores, twice that with --baseline.
+#   BN statistics re-estimated from 100 batches): 500,000 images per run; README, Quick start, says how long.
 # --l1_penalties replaces the three stages' l1_penalty (e.g. 0.0002,0.002,0 for cnn4 model B;
 #   0,0,0 trains the dense baseline of a schedule).
 # --baseline also trains the dense baseline (the same schedule and flags with l1_penalty 0)
