@@ -120,7 +120,11 @@ def test_learning_rate_schedule_matches_formula():
         decay_steps = int(50000 / batch_size * 350)
         for step in (0, 1, decay_steps - 1, decay_steps, 2 * decay_steps + 5):
             assert float(schedule(step)) == pytest.approx(0.1 * 0.1 ** (step // decay_steps))
-    assert int(50000 / 125 * 350) == 140000
+    # At the original's batch size the package's schedule decays after the original's 140,000
+    # steps (350 epochs of 400 steps), and not one step earlier.
+    schedule = training.learning_rate_schedule(0.1, 125)
+    assert float(schedule(139999)) == pytest.approx(0.1)
+    assert float(schedule(140000)) == pytest.approx(0.01)
 
 
 def test_ema_matches_tf1_warm_up():

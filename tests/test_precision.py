@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cifar10_prune import models, precision, rebuild, stages, training
+from cifar10_prune import models, precision, pruning, rebuild, stages, training
 from cifar10_prune.pruning import ista
 from cifar10_prune.spec import ArchSpec
 
@@ -136,15 +136,25 @@ def test_compressed_model_is_float32_and_equals_float32_compression():
     keras.utils.set_random_seed(2)
     mixed = models.build_model(SMALL, dtype_policy="mixed_bfloat16")
     plain = models.build_model(SMALL)
-    for layer in mixed.layers:
-        if getattr(layer, "unit", None):  # prune half the channels; betas not bfloat16 values
-            gamma = layer.gamma.numpy()
-            gamma[::2] = 0.0
-            layer.gamma.assign(gamma)
-            layer.beta.assign(rng.uniform(0.1, 1.0, gamma.size).astype(np.float32) + 1e-3)
+    members = [bn for group in pruning.find_groups(mixed) if group.prunable
+               for bn, _ in group.members]
+    assert members
+    for layer in members:  # prune half the channels; betas not bfloat16 values
+        gamma = layer.gamma.numpy()
+        gamma[::2] = 0.0
+        layer.gamma.assign(gamma)
+        layer.beta.assign(rng.uniform(0.1, 1.0, gamma.size).astype(np.float32) + 1e-3)
     for v, w in zip(mixed.weights, plain.weights):
         w.assign(v.numpy())
-    new = [rebuild.narrow(SMALL, m, weight_decay=0.0)[1] for m in (mixed, plain)]
+    narrowed = [rebuild.narrow(SMALL, m, weight_decay=0.0) for m in (mixed, plain)]
+    new = [model for _, model in narrowed]
+    # Channels really went, so constants were absorbed (positive betas: through the ReLU).
+    for unit, width in SMALL.widths.items():
+        assert narrowed[0][0].widths[unit] == width - (width + 1) // 2, unit
+    _, dropped = rebuild.narrow(SMALL, plain, weight_decay=0.0, absorb=False)
+    moved = [v.path for v, w in zip(new[1].weights, dropped.weights)
+             if "moving_mean" in v.path and not np.array_equal(v.numpy(), w.numpy())]
+    assert moved  # the constants went somewhere: absorption ran
     assert {l.compute_dtype for l in new[0].layers} == {"float32"}
     for v, w in zip(*(m.weights for m in new)):
         assert v.dtype == "float32"
