@@ -456,3 +456,128 @@ def test_library_never_imports_the_recipe():
     assert "cifar10_prune.pruning.groups" in loaded
     assert [m for m in loaded if m != "cifar10_prune" and
             not m.startswith("cifar10_prune.pruning")] == []
+
+
+# --- issue 16: what the compressed model is, and clear refusals ----------------------------
+
+def small(images=None, name="small"):
+    images = images if images is not None else keras.Input((8, 8, 3))
+    x = conv_bn(images, 8, "c1")
+    x = conv_bn(x, 8, "c2", kernel=1)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    return keras.Model(images, layers.Dense(4, name="logits")(x), name=name)
+
+
+def compiled(model):
+    model.compile(optimizer=pruning.ISTA(0.1, l1_penalty=0.5, penalties=pruning.penalties(model)),
+                  loss="mse")
+    return model
+
+
+# A process in which cifar10_prune cannot be imported: what a user without this package has.
+_WITHOUT_PACKAGE = """
+import importlib.abc, sys
+class Refuse(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "cifar10_prune" or name.startswith("cifar10_prune."):
+            raise ImportError("blocked: " + name)
+sys.meta_path.insert(0, Refuse())
+import numpy as np, keras
+model = keras.models.load_model(sys.argv[1])
+np.save(sys.argv[2], model(np.load(sys.argv[3]), training=False))
+"""
+
+
+def test_compressed_model_is_uncompiled_and_loads_without_this_package(tmp_path):
+    model = randomize_batch_norms(compiled(small()))
+    zero(model, {"c1_bn": [0, 3], "c2_bn": [5]}, +1)
+    slim = pruning.compress(model)
+    assert not slim.compiled
+    slim.save(str(tmp_path / "slim.keras"))
+    np.save(str(tmp_path / "x.npy"), np.random.RandomState(0).normal(size=(2, 8, 8, 3)))
+    proc = subprocess.run([sys.executable, "-c", _WITHOUT_PACKAGE, str(tmp_path / "slim.keras"),
+                           str(tmp_path / "y.npy"), str(tmp_path / "x.npy")],
+                          capture_output=True, text=True, timeout=300, cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    x = np.load(str(tmp_path / "x.npy")).astype("float32")
+    np.testing.assert_allclose(np.load(str(tmp_path / "y.npy")), slim(x, training=False),
+                               atol=1e-6)
+
+
+def test_compress_a_compiled_model_with_prefixed_variable_paths():
+    """Layers first built in a Sequential carry its name in their variable paths."""
+    seq = keras.Sequential([keras.Input((8, 8, 3)),
+                            layers.Conv2D(8, 3, padding="same", use_bias=False, name="c1"),
+                            layers.BatchNormalization(name="bn1"), layers.ReLU(name="r1"),
+                            layers.GlobalAveragePooling2D(name="gap"),
+                            layers.Dense(4, name="logits")], name="seq")
+    images = keras.Input((8, 8, 3))
+    x = images
+    for layer in seq.layers:
+        x = layer(x)
+    model = keras.Model(images, x)
+    assert model.get_layer("bn1").gamma.path == "seq/bn1/gamma"
+    compiled(model)
+    zero(model, {"bn1": [1, 2]}, +1)
+    slim = pruning.compress(model)
+    assert slim.get_layer("c1").filters == 6
+    x = IMAGES[:, :8, :8]
+    np.testing.assert_allclose(slim(x, training=False), model(x, training=False), atol=1e-5)
+
+
+def test_compress_keeps_every_layer_name():
+    model = small(keras.Input((8, 8, 3)))  # Keras names it "input_layer..."
+    zero(model, {"c1_bn": [0]}, +1)
+    slim = pruning.compress(model)
+    assert [l.name for l in slim.layers] == [l.name for l in model.layers]
+
+
+def test_penalties_with_unknown_input_size():
+    """Fully convolutional nets: rho from the kernel sizes and channel counts alone."""
+    model = small(keras.Input((None, None, 3)))
+    rho = pruning.penalties(model)
+    # c1: 3x3x3 input; read by c2 (8 filters 1x1). c2: 1x1x8 input; read by logits (4 units).
+    assert rho == {"c1_bn/gamma": pytest.approx(27 + 8), "c2_bn/gamma": pytest.approx(8 + 4)}
+    zero(model, {"c1_bn": [0]}, +1)
+    assert pruning.compress(model).get_layer("c1").filters == 7
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_weights_are_an_error_naming_the_layer(bad):
+    model = randomize_batch_norms(small())
+    zero(model, {"c1_bn": [0]}, +1)
+    kernel = model.get_layer("c2").kernel
+    kernel.assign(np.where(np.arange(kernel.shape[-1]) == 2, bad, kernel.numpy()))
+    with pytest.raises(ValueError, match="c2.*not finite"):
+        pruning.compress(model)
+    model = randomize_batch_norms(small())
+    averages = {v.path: v.numpy() for v in model.trainable_variables}
+    averages["c1_bn/beta"] = averages["c1_bn/beta"] * bad
+    with pytest.raises(ValueError, match="c1_bn.*not finite"):
+        pruning.compress(model, averages=averages)
+
+
+@pytest.mark.parametrize("op, expected", [
+    (lambda t: t * 2.0, "the keras op 'multiply'"),
+    (keras.ops.relu, "the keras op 'relu'"),
+])
+def test_ops_on_tensors_are_named_as_ops(op, expected):
+    images = keras.Input((8, 8, 3))
+    x = conv_bn(images, 8, "c1")
+    x = op(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(images, layers.Dense(4)(x))
+    with pytest.raises(ValueError) as error:
+        pruning.find_groups(model)
+    message = str(error.value)
+    assert expected in message and "applied to a tensor" in message
+
+
+def test_ista_refuses_momentum():
+    with pytest.raises(ValueError, match="momentum"):
+        pruning.ISTA(0.1, momentum=0.9)
+    with pytest.raises(ValueError, match="nesterov"):
+        pruning.ISTA(0.1, nesterov=True)
+    optimizer = pruning.ISTA(0.1, l1_penalty=0.5)
+    again = pruning.ISTA.from_config(optimizer.get_config())  # SGD's config says momentum 0.0
+    assert again.l1_penalty == 0.5

@@ -71,6 +71,7 @@ def plan(model, averages=None, absorb=True, allow_empty=False):
     analysis = analyze(model)
     values = {v.path: ops.convert_to_numpy(v) for v in model.weights}
     values.update(averages or {})
+    _check_finite(model, values)
 
     removed_by_unit, out_mask, in_mask = {}, {}, {}
     for group in analysis.groups:
@@ -115,7 +116,11 @@ def compress(model, averages=None):
     error is bounded). When a group's channels are all zero one is kept (a layer with no
     channels is not supported here). The new model is built with `keras.models.clone_model`,
     each conv / dense layer given its new `filters` / `units` (and a bias where a fold needs
-    one); names and every other setting stay.
+    one); every layer name (the inputs' too) and every other setting stay.
+
+    The new model is not compiled (`model`'s optimizer is typically this package's `ISTA`,
+    which a saved file would then need to load): `slim.save("slim.keras")` writes a file that
+    `keras.models.load_model` reads without this package. Compile it to train it further.
 
     Args:
       model: a functional Keras model; its raw gammas decide which channels go.
@@ -123,7 +128,10 @@ def compress(model, averages=None):
         variables (e.g. `MovingAverage.averages()`).
 
     Returns:
-      The new model (same layer names); `model` is not changed.
+      The new, uncompiled model (same layer names); `model` is not changed.
+
+    Raises:
+      ValueError: naming the layer, when a weight (or an average given) is NaN or infinite.
     """
     found = plan(model, averages)
 
@@ -137,9 +145,29 @@ def compress(model, averages=None):
             config["use_bias"] = True
         return layer.__class__.from_config(config)
 
-    slim = keras.models.clone_model(model, clone_function=clone)
+    # clone_model compiles the clone as `model` was (its optimizer, ISTA, named by the variable
+    # paths of `model`'s weights), so the uncompiled graph of the same layers is cloned; and it
+    # names new inputs after their tensors ("keras_tensor"), so they are made here.
+    graph = keras.Model(model.input, model.output, name=model.name)
+    inputs = keras.tree.map_structure(
+        lambda t: keras.Input(batch_shape=t.shape, dtype=t.dtype,
+                              name=t._keras_history.operation.name), graph.input)
+    slim = keras.models.clone_model(graph, input_tensors=inputs, clone_function=clone)
     copy_weights(found, model, slim)
     return slim
+
+
+def _check_finite(model, values):
+    """A NaN or infinite weight makes the folded constants, and so the compressed model,
+    meaningless: refuse it, naming the layer."""
+    for layer in model.layers:
+        for variable in layer.weights:
+            value = values.get(variable.path)
+            if value is not None and not np.all(np.isfinite(value)):
+                raise ValueError("the weights of layer %s are not finite (%s holds NaN or "
+                                 "infinite values): compress the model of a run that did not "
+                                 "diverge, e.g. from an earlier checkpoint"
+                                 % (layer.name, variable.path))
 
 
 def _mask(masks, layer, width):
@@ -176,12 +204,15 @@ def _fold(model, analysis, values, in_mask):
     moving mean (updating `values`); returns {reader name: bias} for readers that need a new
     bias."""
     constants = _constants(model, analysis, values)
+    # The tensor each layer reads in this model's graph: `layer.input` is that of the layer's
+    # first call, which may be in another model (layers first called in a Sequential).
+    read = {node.operation.name: node.input_tensors[0] for node in analysis.nodes}
     new_bias = {}
     for name, keep in in_mask.items():
         if keep.all():
             continue
         layer = model.get_layer(name)
-        constant = constants[id(layer.input)][~keep]
+        constant = constants[id(read[name])][~keep]
         if not np.all(np.isfinite(constant)):
             raise ValueError("cannot fold the removed input channels of %s: they are not constant "
                              "there (report this: the group analysis should have blocked them)"

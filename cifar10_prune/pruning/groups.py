@@ -28,6 +28,7 @@ decisions was taken and because of which layer.
 """
 import collections
 import dataclasses
+import re
 
 import keras
 
@@ -129,6 +130,13 @@ def nodes_in_order(model):
 
 
 def _describe(layer):
+    if not isinstance(layer, keras.layers.Layer):
+        # A keras op called on a KerasTensor (x * 2.0, keras.ops.relu(x)) is a graph node too;
+        # its class (Multiply, Relu) reads like a layer class, so say what it is.
+        op = re.sub(r"(?<!^)(?=[A-Z])", "_", type(layer).__name__).lower()
+        named = "" if layer.name == op else "named %s; " % layer.name
+        return ("the keras op '%s' (%san op applied to a tensor, e.g. keras.ops.%s%s)"
+                % (op, named, op, " or x * 2.0" if op == "multiply" else ""))
     return "%s '%s'" % (type(layer).__name__, layer.name)
 
 
@@ -213,9 +221,10 @@ class _Walker:
                 self._block(group, "its channels reach %s, which cannot drop a channel"
                             % _describe(layer))
             return [(None, width)]
-        raise ValueError("cannot prune through %s: channels of %s reach it and it is a layer type "
-                         "whose effect on channels is unknown (use built-in layers on channel "
-                         "paths)" % (_describe(layer), groups[0].name))
+        raise ValueError("cannot prune through %s: channels of %s reach it and its effect on "
+                         "channels is unknown (use built-in layers on channel paths, e.g. "
+                         "keras.layers.ReLU rather than keras.ops.relu)"
+                         % (_describe(layer), groups[0].name))
 
     @staticmethod
     def _reads_channels(layer):

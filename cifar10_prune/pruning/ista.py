@@ -25,8 +25,13 @@ class ISTA(keras.optimizers.SGD):
     """
 
     def __init__(self, learning_rate=0.1, l1_penalty=0.0, penalties=None, name="ista", **kwargs):
-        kwargs.pop("momentum", None)
-        kwargs.pop("nesterov", None)
+        # SGD's own config carries momentum=0.0 and nesterov=False, so from_config passes them.
+        if kwargs.pop("momentum", 0.0):
+            raise ValueError("ISTA is plain SGD (the original's): it has no momentum; drop "
+                             "momentum=, or use another optimizer without the L1 step")
+        if kwargs.pop("nesterov", False):
+            raise ValueError("ISTA is plain SGD (the original's): it has no nesterov momentum; "
+                             "drop nesterov=")
         super().__init__(learning_rate=learning_rate, momentum=0.0, name=name, **kwargs)
         if l1_penalty < 0:
             raise ValueError("l1_penalty must be >= 0, got %r" % (l1_penalty,))

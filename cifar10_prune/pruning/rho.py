@@ -19,11 +19,24 @@ def penalties(model, reader_cost=None):
     one member gets exactly the formula above. Blocked groups get no penalty (it would shrink
     gammas for nothing).
 
+    When the spatial size is unknown (`keras.Input((None, None, 3))`, a fully convolutional
+    net), rho is the cost of the channel's weights alone, from the kernel sizes and channel
+    counts: k_h*k_w*C_in + sum over the readers of C_next*k'_h*k'_w (shared as above), with
+    neither the feature-map term H_out*W_out nor the division by the input's H_in*W_in. For a
+    channel of a conv the two dropped terms roughly cancel (the feature map is about the input's
+    size over the downsampling so far), so rho is larger than the known-size rho by the input's
+    H*W at most: divide l1_penalty by about H*W of the images trained on to compare with a
+    known-size run, or build the model with its input size to get the paper's rho exactly.
+
     `reader_cost(group, reader)`, if given, replaces C_next*k'_h*k'_w of a reader (the recipe
     uses it for the original code's cnn4 quirks, see `models.penalties`).
     """
     analysis = analyze(model)
     pixels = _spatial(model.inputs[0].shape) if len(model.inputs[0].shape) == 4 else 1
+    members = [bn for group in analysis.groups if group.prunable for bn, _ in group.members]
+    # One rule for the whole model: weights and feature maps where every size is known, weights
+    # alone otherwise (mixing the two would weigh channels on different scales).
+    known = pixels is not None and all(_spatial(bn.output.shape) is not None for bn in members)
     cost = reader_cost or (lambda group, reader: _reader_cost(reader))
     rho = {}
     for group in analysis.groups:
@@ -31,12 +44,17 @@ def penalties(model, reader_cost=None):
             continue
         readers = sum(cost(group, layer) for layer, _ in group.readers)
         for bn, _ in group.members:
-            own = _spatial(bn.output.shape) + _input_cost(analysis.source[bn.name])
-            rho[bn.gamma.path] = (own + readers / len(group.members)) / pixels
+            own = _input_cost(analysis.source[bn.name])
+            if known:
+                own += _spatial(bn.output.shape)
+            rho[bn.gamma.path] = (own + readers / len(group.members)) / (pixels if known else 1)
     return rho
 
 
 def _spatial(shape):
+    """H*W of an NHWC shape (1 for a vector), None when a size is not known."""
+    if any(d is None for d in shape[1:-1]):
+        return None
     return math.prod(shape[1:-1]) if len(shape) > 2 else 1
 
 
