@@ -581,3 +581,21 @@ def test_ista_refuses_momentum():
     optimizer = pruning.ISTA(0.1, l1_penalty=0.5)
     again = pruning.ISTA.from_config(optimizer.get_config())  # SGD's config says momentum 0.0
     assert again.l1_penalty == 0.5
+
+
+def test_nested_model_is_one_line_error():
+    """A nested model reading the model input: its batch norms would be left out unseen, and
+    its inner convs of equal shape could swap kernels when weights are copied by name."""
+    inner_images = keras.Input((8, 8, 3))
+    y = conv_bn(inner_images, 8, "i1")
+    inner = keras.Model(inner_images, conv_bn(y, 8, "i2"), name="inner")
+    images = keras.Input((8, 8, 3))
+    x = conv_bn(inner(images), 8, "c3")
+    x = layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(images, layers.Dense(4)(x), name="outer")
+    for call in (pruning.find_groups, pruning.explain, pruning.penalties, pruning.compress):
+        with pytest.raises(ValueError) as error:
+            call(model)
+        message = str(error.value)
+        assert "inner" in message and "nested" in message
+        assert "\n" not in message

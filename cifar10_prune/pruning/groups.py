@@ -120,6 +120,14 @@ def nodes_in_order(model):
                          "outputs)" % getattr(model, "name", model))
     nodes = [node for depth in sorted(model._nodes_by_depth, reverse=True)
              for node in model._nodes_by_depth[depth] if not node.is_input]
+    for node in nodes:
+        if isinstance(node.operation, keras.Model):
+            # Its layers are not nodes of this graph: their batch norms would be left out unseen
+            # and its weights, copied by name, could land in the wrong inner layer.
+            raise ValueError("model %s calls the model %s as a layer; nested models are not "
+                             "supported: call the inner model's layers in the outer model "
+                             "instead (or prune the inner model on its own)"
+                             % (model.name, node.operation.name))
     calls = collections.Counter(id(node.operation) for node in nodes)
     for node in nodes:
         if calls[id(node.operation)] > 1:
