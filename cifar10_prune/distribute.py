@@ -82,6 +82,20 @@ def is_chief(strategy):
             and "chief" not in resolver.cluster_spec().as_dict())
 
 
+def distribute_dataset(strategy, dataset):
+    """`strategy.experimental_distribute_dataset(dataset)`, sharded by file between the workers
+    of a cluster and not at all on one machine: there, auto-sharding has nothing to split but
+    still rewrites the pipeline, and the rewritten one read the training files in a different
+    order from the same seed than the dataset itself (so replicas and one device disagreed)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = (
+            tf.data.experimental.AutoShardPolicy.OFF)
+        dataset = dataset.with_options(options)
+    return strategy.experimental_distribute_dataset(dataset)
+
+
 def check_same_step(strategy, step):
     """Raise DistributionError unless every worker resumes from the same global `step`: the
     workers of a cluster read the chief's checkpoints, so its train_dir must be on a file system

@@ -234,7 +234,7 @@ class Trainer:
             # workers of a cluster).
             self._dataset = dataset
             if isinstance(dataset, tf.data.Dataset):
-                dataset = self.strategy.experimental_distribute_dataset(dataset)
+                dataset = distribute.distribute_dataset(self.strategy, dataset)
             self._iterator = iter(dataset)  # anything else is taken as already distributed
         iterator = self._iterator
         clock = _Progress(self.step, max_steps)

@@ -35,18 +35,23 @@ def trainer(strategy, weights=None):
 
 data_dir, BATCH, STEPS, LR, L1 = (sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]),
                                   float(sys.argv[5]))
+DATA_SEED = int(sys.argv[6]) if len(sys.argv) > 6 else 1
 one = trainer(tf.distribute.get_strategy())
 two = trainer(mirrored, one.model.get_weights())
 for t in (one, two):
-    t.fit(data.train_dataset(data_dir, BATCH, seed=7), STEPS, log_frequency=2, batch_size=BATCH)
+    t.fit(data.train_dataset(data_dir, BATCH, seed=DATA_SEED), STEPS, log_frequency=2, batch_size=BATCH)
 
 images, labels = next(iter(data.eval_dataset(data_dir, BATCH, num_examples=BATCH)[0]))
 result = {"replicas": two.strategy.num_replicas_in_sync, "steps": [one.step, two.step]}
 result["zero_gammas"] = [sum(z for z, _ in ista.sparsity(t.model, t.penalties)[2].values())
                         for t in (one, two)]
-result["same_zeros"] = all(np.array_equal(g1 == 0, g2 == 0) for (_, _, g1), (_, _, g2) in
-                           zip(ista.penalized(one.model, one.penalties),
-                               ista.penalized(two.model, two.penalties)))
+pairs = list(zip(ista.penalized(one.model, one.penalties), ista.penalized(two.model, two.penalties)))
+result["same_zeros"] = all(np.array_equal(g1 == 0, g2 == 0) for (_, _, g1), (_, _, g2) in pairs)
+# A gamma that the soft threshold leaves within float rounding of zero on one side may be zero
+# on the other: the largest |gamma| among gammas zero on only one side says how close it was.
+result["zero_mismatch_gamma"] = max([0.0] + [float(np.max(np.abs(g1 - g2)[(g1 == 0) != (g2 == 0)]))
+                                             for (_, _, g1), (_, _, g2) in pairs
+                                             if np.any((g1 == 0) != (g2 == 0))])
 
 
 def difference(a, b):

@@ -21,11 +21,15 @@ def _python(*args, env=None):
 
 def test_mirrored_two_replicas_match_one_device(tiny_data):
     # Global batch 10 (5 per replica), lr 0.1, l1 4: after 2 steps some gammas are exactly 0.
-    out = _python(os.path.join(REPO, "tests", "distributed_check.py"), tiny_data, 10, 2, 0.1, 4)
+    # Batches of random pixels with l1 4 can leave a channel nearly constant, and its batch
+    # norm then divides the two computations' rounding by a tiny sqrt(var + eps): with the
+    # batches of data seed 1 the weights agree to 1e-6, with seeds 2 and 7 only to 2e-3 and
+    # 6e-3 (the zeros agree for all three). Seed 1 tests the arithmetic, not that amplification.
+    out = _python(os.path.join(REPO, "tests", "distributed_check.py"), tiny_data, 10, 2, 0.1, 4, 1)
     result = json.loads(out.strip().splitlines()[-1])
     assert result["replicas"] == 2 and result["steps"] == [2, 2]
     one, two = result["zero_gammas"]
-    assert 0 < one < 336 and one == two and result["same_zeros"]
+    assert 0 < one < 336 and one == two and result["same_zeros"], result
     # Float32 rounding, not a different computation: with each replica normalizing by its own
     # half batch (Keras' default batch norm), these are ~0.1.
     assert result["weights"] < 1e-4 and result["averages"] < 1e-4 and result["logits"] < 1e-4
