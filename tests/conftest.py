@@ -1,5 +1,6 @@
 """Shared test helpers: tiny synthetic CIFAR-10 binary data and small models."""
 import os
+import re
 import subprocess
 import sys
 
@@ -35,6 +36,19 @@ def run_cli(module, *args, check=True, env=None):
     if check and proc.returncode != 0:
         raise AssertionError("%s %s failed (%d):\n%s\n%s" % (module, args, proc.returncode,
                                                           proc.stdout, proc.stderr[-4000:]))
+    return proc
+
+
+def start_training(data_dir, base, cwd, stderr=subprocess.PIPE, **popen_kwargs):
+    """Start a resnet20 `train` stage that would run for ever (batch 10, a log line every step)
+    and return its Popen once it has logged step 2, so it has trained and is in its loop."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cifar10_prune.train", "--data_dir", data_dir, "--train_dir", base,
+         "--batch_size", "10", "--log_frequency", "1", "--max_steps", "100000"],
+        stdout=subprocess.PIPE, stderr=stderr, text=True, cwd=str(cwd), **popen_kwargs)
+    for line in proc.stdout:
+        if re.search(r": step ([2-9]|\d{2,}), loss = ", line):
+            break
     return proc
 
 

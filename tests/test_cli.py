@@ -10,7 +10,7 @@ import tensorflow as tf
 from absl import flags
 
 from cifar10_prune import logs
-from conftest import REPO, run_cli, one_error_line
+from conftest import REPO, run_cli, one_error_line, start_training
 
 LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: step (\d+), loss = [\d.]+, "
                   r"group lasso = ([\d.]+), fake sparsity = ([\d.]+), "
@@ -380,13 +380,7 @@ def test_ctrl_c_saves_and_resumes(tiny_data, tmp_path):
     import signal
     import time
     base = str(tmp_path / "interrupt")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cifar10_prune.train", "--data_dir", tiny_data, "--train_dir", base,
-         "--batch_size", "10", "--log_frequency", "1", "--max_steps", "100000"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(tmp_path))
-    for line in proc.stdout:
-        if LINE.match(line.strip()) and int(LINE.match(line.strip()).group(1)) >= 2:
-            break
+    proc = start_training(tiny_data, base, tmp_path)
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
@@ -414,14 +408,8 @@ def test_sigterm_saves_and_resumes_even_in_a_background_job(tiny_data, tmp_path)
     import signal
     base = str(tmp_path / "term")
     # As `nohup cmd &` starts it: SIGINT ignored (so kill -INT must be honoured anyway).
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cifar10_prune.train", "--data_dir", tiny_data, "--train_dir", base,
-         "--batch_size", "10", "--log_frequency", "1", "--max_steps", "100000"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(tmp_path),
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
-    for line in proc.stdout:
-        if LINE.match(line.strip()) and int(LINE.match(line.strip()).group(1)) >= 2:
-            break
+    proc = start_training(tiny_data, base, tmp_path,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 1 and "interrupted (SIGTERM) at step" in err, err[-2000:]

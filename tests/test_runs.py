@@ -6,12 +6,11 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 
 import numpy as np
 import tensorflow as tf
 
-from conftest import one_error_line, run_cli
+from conftest import one_error_line, run_cli, start_training
 
 TINY = ["--batch_size", 10, "--log_frequency", 2]
 
@@ -56,14 +55,8 @@ def test_log_shows_progress_time_left_and_the_last_step(tiny_data, tmp_path):
 
 def test_a_stage_in_use_is_refused_and_a_killed_runs_lock_taken_over(tiny_data, tmp_path):
     base = str(tmp_path / "busy")
-    first = subprocess.Popen(
-        [sys.executable, "-m", "cifar10_prune.train", "--data_dir", tiny_data, "--train_dir", base,
-         "--batch_size", "10", "--log_frequency", "1", "--max_steps", "100000"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=str(tmp_path))
+    first = start_training(tiny_data, base, tmp_path, stderr=subprocess.DEVNULL)
     try:
-        for line in first.stdout:
-            if ": step 2," in line:
-                break
         second = train(tiny_data, base, "--max_steps", 100000, check=False)
         one_error_line(second, base + "_0 is being trained by another run",
                        "pid %d on host %s" % (first.pid, socket.gethostname()))
