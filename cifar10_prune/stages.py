@@ -275,6 +275,13 @@ def _preserve_checkpoint(directory, path):
         tf_logger.setLevel(level)
 
 
+def _tail(path, n):
+    """The last `n` components of `path`: a stage's provenance names its source by absolute path,
+    but a run directory moved elsewhere (another disk, another machine) is still the same run, so
+    sources are compared by stage directory and checkpoint name only."""
+    return os.path.normpath(path).split(os.sep)[-n:]
+
+
 def write_compressed(base, version, spec, model, averages, weight_decay, source,
                      recalibrate=None, trained_with=None, absorb=True, log=print):
     """Compress the end of stage `version` and write it as stage `version + 1`.
@@ -296,13 +303,14 @@ def write_compressed(base, version, spec, model, averages, weight_decay, source,
         record = read_provenance(target) if has_architecture(target) else {}
         latest = tf.train.latest_checkpoint(target) or ""
         untrained = latest.endswith("-0")
-        if record.get("source") == source:
+        recorded = str(record.get("source", ""))
+        if _tail(recorded, 2) == _tail(source, 2):
             # Rerunning a finished stage (e.g. all of run_experiments.sh after an interruption
             # in a later stage): the next stage came from this very checkpoint, trained or not.
             log("%s already holds the compression of %s%s; left as is"
                 % (target, source, "" if untrained else " (trained since)"))
             return read_architecture(target)
-        mine = os.path.dirname(str(record.get("source", ""))) == os.path.dirname(source)
+        mine = _tail(os.path.dirname(recorded), 1) == _tail(os.path.dirname(source), 1)
         if not (untrained and mine):
             raise StageError("%s already holds a stage that was trained or did not come from "
                              "%s; refusing to overwrite it. Move or delete it to compress "

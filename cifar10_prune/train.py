@@ -11,6 +11,7 @@ from cifar10_prune import logs
 logs.quiet_tensorflow()  # before TensorFlow loads; its start-up lines are not the user's
 
 import contextlib
+import sys
 
 import tensorflow as tf
 from absl import flags
@@ -37,6 +38,9 @@ def main(argv):
 
     policy = precision.policy_name(FLAGS.use_fp16)
     print(precision.describe(policy))
+    warning = None if FLAGS.tpu else precision.cpu_warning(policy)
+    if warning:
+        print(warning, file=sys.stderr)
     with strategy.scope():
         model = models.build_model(spec, FLAGS.weight_decay, dtype_policy=policy)
         optimizer = ista.ISTA(training.learning_rate_schedule(FLAGS.learning_rate,

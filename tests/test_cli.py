@@ -2,6 +2,7 @@
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -145,6 +146,13 @@ def test_stage_errors(tiny_data, tmp_path):
     again = train(tiny_data, base, "--max_steps", 1, "--l1_penalty", 0)
     assert "already holds the compression of %s_0/model.ckpt-1 (trained since)" % base in again.stdout
     assert sorted(os.listdir(base + "_1")) == listing
+    # The same in a copy of the run elsewhere (a run carried to another disk or machine): the
+    # provenance's absolute path differs, the run does not.
+    moved = str(tmp_path / "elsewhere" / "err")
+    for v in (0, 1):
+        shutil.copytree("%s_%d" % (base, v), "%s_%d" % (moved, v))
+    again = train(tiny_data, moved, "--max_steps", 1, "--l1_penalty", 0)
+    assert "already holds the compression of %s_0/model.ckpt-1 (trained since)" % moved in again.stdout
     proc = train(tiny_data, base, "--max_steps", 2, check=False)  # stage 1 is trained now
     assert proc.returncode == 1 and "refusing to overwrite" in proc.stderr
     assert sorted(os.listdir(base + "_1")) == listing

@@ -41,6 +41,20 @@ def test_policy_choice_and_description():
         models.build_model(SMALL, dtype_policy="float16")
 
 
+def test_bfloat16_on_a_cpu_without_bfloat16_instructions_is_warned_about():
+    avx2_only = ["fpu", "sse4_2", "avx", "avx2", "fma"]
+    line = precision.cpu_warning("mixed_bfloat16", avx2_only)
+    assert line.startswith("warning:") and "--use_fp16" in line and "\n" not in line
+    for flag in precision.BF16_CPU_FLAGS:
+        assert precision.cpu_warning("mixed_bfloat16", avx2_only + [flag]) is None
+    assert precision.cpu_warning("float32", avx2_only) is None
+    assert precision.cpu_warning("mixed_float16", avx2_only) is None  # a GPU computes that
+    # This machine's own /proc/cpuinfo decides the default.
+    flags = precision._cpu_flags()
+    expected = flags is not None and not flags & set(precision.BF16_CPU_FLAGS)
+    assert (precision.cpu_warning("mixed_bfloat16") is not None) == expected
+
+
 def test_mixed_model_computes_in_bfloat16_with_float32_variables_and_logits():
     keras.utils.set_random_seed(0)
     mixed = models.build_model(ArchSpec.dense("resnet20"), dtype_policy="mixed_bfloat16")
