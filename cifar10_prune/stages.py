@@ -4,7 +4,8 @@ building such a path or parsing a file name, so the layout can change in one pla
 
 - Stage directories: stage v of `--train_dir base` is `<base>_<v>` (`stage_dir`). Stage 0
   starts from scratch; stage v > 0 starts from the compressed model (`model.ckpt-0` plus
-  architecture.json) that the end of stage v-1 wrote into its directory (`write_compressed`).
+  architecture.json) that the end of stage v-1 wrote into its directory (`write_compressed`:
+  a `StageEnd` compressed as a `Compression` says).
   `spec_for_training`, `spec_for_eval` and `prepare` find or create a stage's architecture.
 - Checkpoints: their names, `model.ckpt-<step>` (`CHECKPOINT_NAME`, `checkpoint_file`,
   `checkpoint_step`), their object layout (`make_checkpoint`, `checkpoint_manager`), and
@@ -17,6 +18,7 @@ building such a path or parsing a file name, so the layout can change in one pla
   `cifar10_train_<v>` (`RUN_STAGE_PREFIX`, `run_stage_dir`) and evals `eval_<v>`
   (`run_eval_dir`).
 """
+import dataclasses
 import json
 import logging
 import os
@@ -282,55 +284,47 @@ def _tail(path, n):
     return os.path.normpath(path).split(os.sep)[-n:]
 
 
-def write_compressed(base, version, spec, model, averages, weight_decay, source,
-                     recalibrate=None, trained_with=None, absorb=True, log=print):
-    """Compress the end of stage `version` and write it as stage `version + 1`.
+@dataclasses.dataclass
+class StageEnd:
+    """The end of a trained stage, as compression reads it."""
+    spec: ArchSpec
+    model: object  # the trained keras.Model
+    averages: list  # its weights' moving averages, in model.trainable_variables order
+    checkpoint: str  # the checkpoint they were saved in: the next stage's recorded source
 
-    Writes `model.ckpt-0` and architecture.json through `storage.directory`, so a failure or a
-    kill leaves nothing half-written. An existing next stage is never overwritten: if it is the
-    compression of this same `source` checkpoint it is left as is (trained since or not); if
-    it is the untrained compression of an earlier checkpoint of the same stage (the stage was
-    resumed to a higher max_steps) it is replaced, saying so; otherwise StageError.
-    `recalibrate(new_model)`, if given, runs before saving. `trained_with` (the stage's
-    settings, e.g. l1_penalty) is recorded in the new architecture.json for reports. `absorb`
-    is `rebuild.narrow`'s (False: the original's arithmetic, constants dropped).
-    Returns the new ArchSpec.
+
+@dataclasses.dataclass
+class Compression:
+    """How the end of a stage becomes the next stage."""
+    weight_decay: float
+    absorb: bool = True  # rebuild.narrow's: False drops the constants, as the original
+    recalibrate: object = None  # recalibrate(new_model), if given, runs before saving
+    trained_with: dict = dataclasses.field(default_factory=dict)  # recorded for reports
+
+
+def write_compressed(base, version, end, how, log=print):
+    """Compress `end` (a StageEnd of stage `version`) as `how` (a Compression) says, and write it
+    as stage `version + 1`: `model.ckpt-0` and architecture.json, through `storage.directory`,
+    so a failure or a kill leaves nothing half-written. An existing next stage is never
+    overwritten (`_existing_next_stage` says what happens instead). Returns the new ArchSpec.
     """
     target = stage_dir(base, version + 1)
-    source = os.path.abspath(source)
-    replace = False
-    if os.path.isdir(target) and os.listdir(target):
-        record = read_provenance(target) if has_architecture(target) else {}
-        latest = tf.train.latest_checkpoint(target) or ""
-        untrained = latest.endswith("-0")
-        recorded = str(record.get("source", ""))
-        if _tail(recorded, 2) == _tail(source, 2):
-            # Rerunning a finished stage (e.g. all of run_experiments.sh after an interruption
-            # in a later stage): the next stage came from this very checkpoint, trained or not.
-            log("%s already holds the compression of %s%s; left as is"
-                % (target, source, "" if untrained else " (trained since)"))
-            return read_architecture(target)
-        mine = _tail(os.path.dirname(recorded), 1) == _tail(os.path.dirname(source), 1)
-        if not (untrained and mine):
-            raise StageError("%s already holds a stage that was trained or did not come from "
-                             "%s; refusing to overwrite it. Move or delete it to compress "
-                             "again." % (target, os.path.dirname(source)))
-        # Only the untrained compression of an earlier checkpoint of this same stage: it is
-        # derived data, superseded by this later checkpoint.
-        log("replacing %s (the untrained compression of %s) with that of %s"
-            % (target, record["source"], source))
-        replace = True
+    source = os.path.abspath(end.checkpoint)
+    kept, replace = _existing_next_stage(target, source, log)
+    if kept is not None:
+        return kept
 
-    new_spec, new_model = rebuild.narrow(spec, model, averages, weight_decay, absorb)
+    new_spec, new_model = rebuild.narrow(end.spec, end.model, end.averages, how.weight_decay,
+                                         how.absorb)
     log("compressed %s (%s; total params %d -> %d, conv multiply-adds %d -> %d):"
-        % (source, "constants of pruned channels absorbed" if absorb else
+        % (source, "constants of pruned channels absorbed" if how.absorb else
            "constants of pruned channels dropped, as the original",
-           costs.param_count(model), costs.param_count(new_model),
-           costs.conv_flops(model), costs.conv_flops(new_model)))
-    for line in spec_lib.width_table(spec, new_spec):
+           costs.param_count(end.model), costs.param_count(new_model),
+           costs.conv_flops(end.model), costs.conv_flops(new_model)))
+    for line in spec_lib.width_table(end.spec, new_spec):
         log("  " + line)
-    if recalibrate is not None:
-        recalibrate(new_model)
+    if how.recalibrate is not None:
+        how.recalibrate(new_model)
 
     with storage.writing("stage %d to %s" % (version + 1, target),
                          "The stage it comes from, %s, is intact: once the problem is fixed, "
@@ -340,9 +334,37 @@ def write_compressed(base, version, spec, model, averages, weight_decay, source,
         manager = checkpoint_manager(make_checkpoint(new_model, ema), tmp)
         path = manager.save(checkpoint_number=0)
         write_architecture(tmp, new_spec, source=source, parent_stage=version,
-                           trained_with=trained_with or {},
-                           recalibrated_bn=recalibrate is not None,
-                           absorbed_pruned_constants=absorb)
+                           trained_with=how.trained_with,
+                           recalibrated_bn=how.recalibrate is not None,
+                           absorbed_pruned_constants=how.absorb)
         _preserve_checkpoint(tmp, path)
     log("wrote stage %d to %s" % (version + 1, target))
     return new_spec
+
+
+def _existing_next_stage(target, source, log):
+    """What to do about a next stage `target` already on disk, when compressing `source`.
+
+    Returns (spec, False) to leave it as is: it is the compression of this same checkpoint
+    (trained since or not), as when all of run_experiments.sh is rerun after an interruption in
+    a later stage. Returns (None, True) to replace it: it is only the untrained compression of an
+    earlier checkpoint of the same stage (the stage was resumed to a higher max_steps), derived
+    data. Returns (None, False) when there is none. Raises StageError otherwise.
+    """
+    if not (os.path.isdir(target) and os.listdir(target)):
+        return None, False
+    record = read_provenance(target) if has_architecture(target) else {}
+    untrained = (tf.train.latest_checkpoint(target) or "").endswith("-0")
+    recorded = str(record.get("source", ""))
+    if _tail(recorded, 2) == _tail(source, 2):
+        log("%s already holds the compression of %s%s; left as is"
+            % (target, source, "" if untrained else " (trained since)"))
+        return read_architecture(target), False
+    same_stage = _tail(os.path.dirname(recorded), 1) == _tail(os.path.dirname(source), 1)
+    if not (untrained and same_stage):
+        raise StageError("%s already holds a stage that was trained or did not come from "
+                         "%s; refusing to overwrite it. Move or delete it to compress "
+                         "again." % (target, os.path.dirname(source)))
+    log("replacing %s (the untrained compression of %s) with that of %s"
+        % (target, recorded, source))
+    return None, True

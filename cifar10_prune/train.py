@@ -89,10 +89,10 @@ def train_stage(trainer, version, train_dir, spec):
         settings = {k: FLAGS[k].value for k in ("l1_penalty", "learning_rate", "max_steps",
                                                  "batch_size", "weight_decay", "gamma_rescale",
                                                  "absorb_pruned_constants", "seed", "use_fp16")}
-        stages.write_compressed(FLAGS.train_dir, version, spec, trainer.model,
-                                trainer.ema.averages(), FLAGS.weight_decay,
-                                trainer.manager.latest_checkpoint, recalibrate,
-                                trained_with=settings, absorb=FLAGS.absorb_pruned_constants)
+        end = stages.StageEnd(spec, trainer.model, trainer.ema.averages(),
+                              trainer.manager.latest_checkpoint)
+        stages.write_compressed(FLAGS.train_dir, version, end, stages.Compression(
+            FLAGS.weight_decay, FLAGS.absorb_pruned_constants, recalibrate, settings))
 
 
 def run():

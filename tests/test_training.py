@@ -181,8 +181,9 @@ def test_compressed_starting_checkpoint_is_kept(tmp_path):
     base = str(tmp_path / "train")
     trainer, _ = _trainer(stages.stage_dir(base, 0), l1=0.01)
     trainer.fit(_dataset(), 2, 1, 8)
-    stages.write_compressed(base, 0, SPEC, trainer.model, trainer.ema.averages(), 0.0005,
-                            trainer.manager.latest_checkpoint, log=lambda _: None)
+    end = stages.StageEnd(SPEC, trainer.model, trainer.ema.averages(),
+                          trainer.manager.latest_checkpoint)
+    stages.write_compressed(base, 0, end, stages.Compression(0.0005), log=lambda _: None)
     stage1 = stages.stage_dir(base, 1)
     start = stages.checkpoint_path(stage1, 0)
     # What the original's eval reads for a compressed stage (raw variables) is what ours reads
