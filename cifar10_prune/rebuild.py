@@ -12,7 +12,8 @@ A channel whose raw gamma is 0 outputs the constant beta_c whatever its input (a
 relu(beta_c); max-pool keeps a constant); what it added to a reader's output is subtracted from
 the reader's batch-norm moving mean. That is exact for VALID readers and in the interior of SAME
 ones; at SAME borders it over-corrects by the window taps that fall outside the image (the
-approximation the paper makes).
+approximation the paper makes, kept here so that the recipe's networks stay its builder's; the
+library's `pruning.compress` adds ones channels that make the borders exact, `pruning.borders`).
 """
 import numpy as np
 

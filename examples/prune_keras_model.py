@@ -77,8 +77,8 @@ def main(argv=None):
     slim_logits = slim(images, training=False).numpy()
     print("params: %d -> %d (%.1f%%)" % (model.count_params(), slim.count_params(),
                                           100.0 * slim.count_params() / model.count_params()))
-    print("max |logits difference| on %d test images: %.3g (0 up to float rounding where the "
-          "folding is exact; bounded at SAME-padded borders otherwise); same top-1: %.1f%%"
+    print("max |logits difference| on %d test images: %.3g (0 up to float rounding: the folding "
+          "is exact, padded borders included); same top-1: %.1f%%"
           % (len(images), np.max(np.abs(dense_logits - slim_logits)),
              100.0 * np.mean(dense_logits.argmax(1) == slim_logits.argmax(1))))
 

@@ -10,8 +10,9 @@
     slim = pruning.compress(model)             # same function in inference mode, fewer channels
 
 Modules: `groups` (which channels go together, from the graph), `rho` (the penalty weights),
-`ista` (the optimizer and the sparsity metrics), `compression` (`plan`, `compress`), `ema`
-(the TF1-style weight averages, and the `MovingAverage` callback), `layers` (`EmptyConv2D`).
+`ista` (the optimizer and the sparsity metrics), `compression` (`plan`, `compress`), `borders`
+(the ones channels that make the fold exact at zero-padded borders), `ema` (the TF1-style weight
+averages, and the `MovingAverage` callback), `layers` (`EmptyConv2D`).
 This package never imports the CIFAR-10 recipe around it (a test checks); the recipe is one of
 its users.
 """

@@ -5,8 +5,10 @@ The groups come from `groups` (see its docstring for the rules). `plan` says whi
 and folds their constants into the weights of the layers reading them; `compress` then builds
 the new model with `keras.models.clone_model` and a `clone_function` that gives each conv /
 dense layer its new `filters` / `units` (the graph, names and every other setting stay those of
-the original model), and `copy_weights` copies the kept weights in, sliced. The CIFAR-10 recipe
-uses the same `plan`, with its own builder for the narrower model (`rebuild.narrow`).
+the original model), adds the ones channels of the readers whose fold must see the zero padding
+(`borders`), and `copy_weights` copies the kept weights in, sliced. The CIFAR-10 recipe uses the
+same `plan`, with its own builder for the narrower model (`rebuild.narrow`) and the paper's
+bias-only fold.
 """
 import dataclasses
 
@@ -14,6 +16,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from cifar10_prune.pruning import borders
 from cifar10_prune.pruning.groups import L, CHANNELWISE, analyze
 
 _ACTIVATIONS = (L.ReLU, L.LeakyReLU, L.ELU, L.Activation)
@@ -30,6 +33,8 @@ class Plan:
         layers that lose channels.
       values: {variable path: value} of every weight, the removed channels' constants folded in.
       new_bias: {reader name: bias} for readers that need a bias they do not have.
+      borders: {reader name: [`borders.Border`]}, with `exact_borders`: the readers that get
+        ones channels (after their kept input channels, in this order) instead of a bias term.
     """
     analysis: object
     removed: dict
@@ -37,6 +42,7 @@ class Plan:
     in_mask: dict
     values: dict
     new_bias: dict
+    borders: dict = dataclasses.field(default_factory=dict)
 
     def width(self, layer_name, default):
         """How many output channels layer `layer_name` keeps (`default` if it loses none)."""
@@ -44,7 +50,7 @@ class Plan:
         return default if mask is None else int(mask.sum())
 
 
-def plan(model, averages=None, absorb=True, allow_empty=False):
+def plan(model, averages=None, absorb=True, allow_empty=False, exact_borders=False):
     """Which channels of `model` go, and its weights with their constants folded in.
 
     In every prunable group (`find_groups`), channel c is removed when its raw gamma is exactly
@@ -54,11 +60,13 @@ def plan(model, averages=None, absorb=True, allow_empty=False):
     beta through the activations, pooling and sums on the way); with `absorb`, what it added to
     a reader's output is folded into the reader's bias if it has one, else into the moving mean
     of the batch norm that alone reads the reader, else into a bias the new reader gets. This is
-    exact for dense and VALID-conv readers and in the interior of SAME-conv readers; at SAME
-    borders the zero padding means the channel contributed less, so the fold over-corrects there
-    by the taps outside the image (bounded by |W| * |constant| summed over those taps; the
-    paper's approximation; a ZeroPadding2D before a VALID reader counts as SAME padding).
-    Without `absorb` the constants are dropped (the original code's arithmetic).
+    exact for dense readers and for convs that see no padding, and in the interior of SAME
+    convs; at SAME borders the zero padding means the channel contributed less, so this fold
+    over-corrects there by the taps in the padding (bounded by |W| * |constant| summed over those
+    taps; the paper's approximation; a ZeroPadding2D before a reader counts as padding too).
+    With `exact_borders` those readers instead get their removed constants as a ones channel
+    (`borders`; `compress` builds it), which is exact at the borders too. Without `absorb` the
+    constants are dropped (the original code's arithmetic).
 
     Args:
       model: a functional Keras model; its raw gammas decide which channels go.
@@ -67,6 +75,9 @@ def plan(model, averages=None, absorb=True, allow_empty=False):
       absorb: fold the removed channels' constants into the readers (see above).
       allow_empty: a group whose channels are all zero loses them all (the caller can build a
         layer without channels, as the recipe's builder does); otherwise one is kept.
+      exact_borders: for the readers that see zero padding, put the constants in
+        `Plan.borders` (a kernel for a ones channel) rather than in a bias; the narrower model
+        must then give those readers that channel (`compress` does; the recipe does not).
     """
     analysis = analyze(model)
     values = {v.path: ops.convert_to_numpy(v) for v in model.weights}
@@ -89,38 +100,57 @@ def plan(model, averages=None, absorb=True, allow_empty=False):
         for layer, offset in group.readers:
             _mask(in_mask, layer, layer.input.shape[-1])[offset + removed] = False
 
-    new_bias = _fold(model, analysis, values, in_mask) if absorb else {}
-    return Plan(analysis, removed_by_unit, out_mask, in_mask, values, new_bias)
+    new_bias, ones = _fold(model, analysis, values, in_mask, exact_borders) if absorb else ({}, {})
+    return Plan(analysis, removed_by_unit, out_mask, in_mask, values, new_bias, ones)
 
 
-def copy_weights(plan, model, slim):
+def copy_weights(plan, model, slim, added=()):
     """Give every layer of `slim` the weights of `model`'s layer of the same name, without the
-    channels `plan` removes (layers of `slim` without weights, e.g. empty convs, are skipped)."""
+    channels `plan` removes, and with the ones channel's kernel slice where `plan.borders` says
+    (layers of `slim` without weights, e.g. empty convs, and the layers named in `added`, which
+    `model` does not have, are skipped)."""
     for target in slim.layers:
-        if not target.weights:
+        if not target.weights or target.name in added:
             continue
         layer = model.get_layer(target.name)
         old = {v.name: plan.values[v.path] for v in layer.weights}
         if target.name in plan.new_bias:
             old["bias"] = plan.new_bias[target.name]
         for var in target.weights:
-            var.assign(_slice(layer, var.name, old[var.name], plan.in_mask.get(layer.name),
-                              plan.out_mask.get(layer.name)))
+            keep_out = plan.out_mask.get(layer.name)
+            value = _slice(layer, var.name, old[var.name], plan.in_mask.get(layer.name), keep_out)
+            if var.name == "kernel" and target.name in plan.borders:
+                ones = [_slice(layer, "kernel", b.kernel, None, keep_out)
+                        for b in plan.borders[target.name]]
+                value = np.concatenate([value] + ones, axis=-2)
+            var.assign(value)
 
 
 def compress(model, averages=None):
     """A new, narrower functional model computing what `model` computes in inference mode.
 
     The channels whose raw gamma is exactly zero in every member of their group go, and their
-    constants are folded into the readers, as `plan` says (exact but at SAME borders, where the
-    error is bounded). When a group's channels are all zero one is kept (a layer with no
-    channels is not supported here). The new model is built with `keras.models.clone_model`,
-    each conv / dense layer given its new `filters` / `units` (and a bias where a fold needs
-    one); every layer name (the inputs' too) and every other setting stay.
+    constants are folded into the readers, as `plan` says, exactly, borders included: a conv
+    whose kernel reaches into zero padding (its own SAME padding, or a ZeroPadding2D on the way)
+    gets the constants as one more input channel, a map of ones with the padding's zeros, whose
+    kernel slice is the removed channels' slices weighted by their constants (`borders`). It is
+    made by built-in layers the new model gains (a 1x1 `Conv2D` with zero kernel and bias 1, not
+    trainable, a `Concatenate`, and copies of the `ZeroPadding2D`s on the way), shared by the
+    readers of one tensor, and is exact at any input size, one unknown when the model was built
+    included. Models whose fold needs no such channel (VALID, 1x1 and dense readers, constants
+    of 0) keep exactly their layers. What remains approximate is the constants themselves where
+    a layer mixes them with a ZeroPadding2D's zeros: pooling (average pooling of them, max
+    pooling of a negative constant), an activation with f(0) != 0, an Add of differently padded
+    constants; the constant is then taken as filling the map after that layer.
+    When a group's channels are all zero one is kept (a layer with no channels is not supported
+    here). The new model is built with `keras.models.clone_model`, each conv / dense layer given
+    its new `filters` / `units` (and a bias where a fold needs one); every layer name (the
+    inputs' too) and every other setting stay.
 
     The new model is not compiled (`model`'s optimizer is typically this package's `ISTA`,
     which a saved file would then need to load): `slim.save("slim.keras")` writes a file that
-    `keras.models.load_model` reads without this package. Compile it to train it further.
+    `keras.models.load_model` reads without this package (only built-in layers). Compile it to
+    train it further, or prune it again: its ones maps block no group.
 
     Args:
       model: a functional Keras model; its raw gammas decide which channels go.
@@ -128,12 +158,13 @@ def compress(model, averages=None):
         variables (e.g. `MovingAverage.averages()`).
 
     Returns:
-      The new, uncompiled model (same layer names); `model` is not changed.
+      The new, uncompiled model (same layer names, and "..._ones" layers where a reader needs
+      its ones channel); `model` is not changed.
 
     Raises:
       ValueError: naming the layer, when a weight (or an average given) is NaN or infinite.
     """
-    found = plan(model, averages)
+    found = plan(model, averages, exact_borders=True)
 
     def clone(layer):
         config = layer.get_config()
@@ -152,8 +183,10 @@ def compress(model, averages=None):
     inputs = keras.tree.map_structure(
         lambda t: keras.Input(batch_shape=t.shape, dtype=t.dtype,
                               name=t._keras_history.operation.name), graph.input)
-    slim = keras.models.clone_model(graph, input_tensors=inputs, clone_function=clone)
-    copy_weights(found, model, slim)
+    adder = borders.Adder(model, found.borders, inputs)
+    slim = keras.models.clone_model(graph, input_tensors=inputs, clone_function=clone,
+                                    call_function=adder)
+    copy_weights(found, model, slim, adder.added)
     return slim
 
 
@@ -199,15 +232,17 @@ def _slice(layer, name, value, keep_in, keep_out):
     return value
 
 
-def _fold(model, analysis, values, in_mask):
+def _fold(model, analysis, values, in_mask, exact_borders=False):
     """Fold each reader's removed input channels (constants) into its bias or the next BN's
-    moving mean (updating `values`); returns {reader name: bias} for readers that need a new
-    bias."""
+    moving mean (updating `values`), or, with `exact_borders`, into ones channels where the
+    reader sees zero padding; returns ({reader name: bias} for readers that need a new bias,
+    {reader name: [`borders.Border`]})."""
     constants = _constants(model, analysis, values)
+    where = borders.patterns(model, analysis) if exact_borders else {}
     # The tensor each layer reads in this model's graph: `layer.input` is that of the layer's
     # first call, which may be in another model (layers first called in a Sequential).
     read = {node.operation.name: node.input_tensors[0] for node in analysis.nodes}
-    new_bias = {}
+    new_bias, ones = {}, {}
     for name, keep in in_mask.items():
         if keep.all():
             continue
@@ -217,21 +252,33 @@ def _fold(model, analysis, values, in_mask):
             raise ValueError("cannot fold the removed input channels of %s: they are not constant "
                              "there (report this: the group analysis should have blocked them)"
                              % name)
-        kernel = values[layer.kernel.path]
-        # The removed channels added sum over the kernel window (all of it: exact away from SAME
-        # borders) of W[..., c, o] * constant_c to output o.
-        removed = np.compress(~keep, kernel, axis=-2)
+        removed = np.compress(~keep, values[layer.kernel.path], axis=-2)
+        if exact_borders:  # the channels that see padding go to ones channels, the rest below
+            patterns = [p for p, k in zip(where[id(read[name])], keep) if not k]
+            terms, rest = borders.terms(layer, read[name], patterns, removed, constant)
+            if terms:
+                ones[name] = terms
+            if not rest.any():
+                continue
+            removed, constant = np.compress(rest, removed, axis=-2), constant[rest]
+        # The removed channels added sum over the kernel window (all of it: exact away from
+        # zero-padded borders) of W[..., c, o] * constant_c to output o.
         shift = np.einsum("kco,c->o", removed.reshape((-1,) + removed.shape[-2:]), constant)
-        after = analysis.consumers[name]
-        if layer.use_bias:
-            values[layer.bias.path] = values[layer.bias.path] + shift
-        elif len(after) == 1 and isinstance(after[0], L.BatchNormalization) and \
-                after[0].axis in (-1, len(layer.output.shape) - 1):
-            path = after[0].moving_mean.path
-            values[path] = values[path] - shift  # BN(x + s) with mean m is BN(x) with mean m - s
-        else:
-            new_bias[name] = shift
-    return new_bias
+        _add_shift(layer, shift, analysis.consumers[name], values, new_bias)
+    return new_bias, ones
+
+
+def _add_shift(layer, shift, after, values, new_bias):
+    """Add `shift` to the output of `layer` (read by the layers `after`): to its bias, to the
+    moving mean of the batch norm that alone reads it, or to a new bias in `new_bias`."""
+    if layer.use_bias:
+        values[layer.bias.path] = values[layer.bias.path] + shift
+    elif len(after) == 1 and isinstance(after[0], L.BatchNormalization) and \
+            after[0].axis in (-1, len(layer.output.shape) - 1):
+        path = after[0].moving_mean.path
+        values[path] = values[path] - shift  # BN(x + s) with mean m is BN(x) with mean m - s
+    else:
+        new_bias[layer.name] = shift
 
 
 def _constants(model, analysis, values):
