@@ -206,18 +206,61 @@ class Trainer:
             ema.update(optimizer.iterations)  # once, on the variables every replica shares
             return loss
 
+        with tf.init_scope():
+            self._stop = tf.Variable(False, trainable=False, name="stop_requested")
+
         @tf.function
         def run(iterator, num_steps):
-            # Several steps per call keep Python out of the loop; stop at the first bad loss.
+            # Several steps per call keep Python out of the loop; stop at the first bad loss,
+            # or after the current step when a signal asked to (`_call`).
             first = one_step(next(iterator))
             last = first
             for _ in tf.range(num_steps - 1):
-                if not tf.math.is_finite(last):
+                if tf.logical_or(self._stop, tf.logical_not(tf.math.is_finite(last))):
                     break
                 last = one_step(next(iterator))
             return first, last
 
         return run
+
+    def _call(self, iterator, num_steps):
+        """`self._run` in a worker thread, the main thread waiting for it: Python runs signal
+        handlers on the main thread between bytecodes only, so while a compiled chunk of up to
+        `log_frequency` steps ran there, Ctrl-C or SIGTERM waited for its end (100 steps are
+        minutes on a slow CPU, longer than a job scheduler's grace period before SIGKILL). On
+        KeyboardInterrupt the loop is asked to stop after its current step, and the interrupt
+        goes on once it has, so the variables hold the state of a whole step."""
+        result, done = {}, threading.Event()
+
+        def work():
+            try:
+                result["value"] = self._run(iterator, tf.constant(num_steps))
+            except BaseException as e:  # re-raised on the main thread
+                result["error"] = e
+            finally:
+                done.set()
+
+        interrupt = None
+        threading.Thread(target=work, name="training-chunk", daemon=True).start()
+        while True:
+            # A signal's KeyboardInterrupt can arrive at any bytecode of this loop, so every
+            # line of it is inside the try; a second signal while stopping changes nothing.
+            # (An Event, not Thread.join: a join interrupted this way can leave is_alive()
+            # False while the thread still runs, on Python 3.11 at least.)
+            try:
+                if interrupt is not None:
+                    self._stop.assign(True)
+                while not done.wait(0.25):
+                    pass
+                break
+            except KeyboardInterrupt as e:
+                interrupt = interrupt or e
+        self._stop.assign(False)
+        if "error" in result:
+            raise result["error"]
+        if interrupt is not None:
+            raise interrupt
+        return result["value"]
 
     def fit(self, dataset, max_steps, log_frequency, batch_size):
         """Train until the global step reaches `max_steps`, logging every `log_frequency` steps
@@ -249,8 +292,8 @@ class Trainer:
                         self.save()
                         last_save = time.time()
             except KeyboardInterrupt as e:
-                # Python sees Ctrl-C between compiled chunks (a chunk runs to its end first), so
-                # the variables hold the state of a whole step, wherever in the loop it arrived.
+                # `_call` let the chunk finish its current step first: the variables hold the
+                # state of a whole step, wherever in the loop the signal arrived.
                 path = self.save()
                 raise TrainingError("interrupted%s at step %d; saved %s, rerun the same command "
                                     "to resume" % (" (%s)" % e if str(e) else "", self.step,
@@ -274,7 +317,7 @@ class Trainer:
         lasso, fake, zeros = ista.sparsity(self.model, self.penalties)
         lr = float(self.optimizer.learning_rate)
         start = time.time()
-        first, last = (float(v) for v in self._run(iterator, tf.constant(num)))
+        first, last = (float(v) for v in self._call(iterator, num))
         duration = time.time() - start
         clock.done(self.step, duration)
         if not (math.isfinite(first) and math.isfinite(last)):

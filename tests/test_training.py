@@ -206,3 +206,26 @@ def test_compressed_starting_checkpoint_is_kept(tmp_path):
     assert names == ["model.ckpt-%d" % i for i in (0, 3, 4, 5, 6, 7)]
     assert stages.checkpoint_path(stage1, 0) == start
     assert later.manager.latest_checkpoint.endswith("model.ckpt-7")
+
+
+def test_a_signal_stops_a_long_compiled_chunk_after_its_current_step(tmp_path):
+    """Ctrl-C or SIGTERM in the middle of a chunk (here all 400 steps, one compiled call) stops
+    it after the step under way and saves that step, instead of waiting for the chunk's end."""
+    import signal
+    import threading
+    trainer, _ = _trainer(tmp_path / "train")
+    steps = trainer.optimizer.iterations
+
+    def interrupt_once_training():
+        while int(steps.numpy()) < 3:  # read from this thread while the chunk runs
+            threading.Event().wait(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=interrupt_once_training, daemon=True).start()
+    with pytest.raises(training.TrainingError, match=r"interrupted \(SIGTERM\) at step (\d+)") as e:
+        trainer.fit(_dataset(), 400, 400, 8)
+    step = int(re.search(r"at step (\d+)", str(e.value)).group(1))
+    assert 3 <= step < 400, step
+    assert trainer.manager.latest_checkpoint.endswith("-%d" % step), trainer.manager.latest_checkpoint
+    # The stop request is cleared: the same trainer trains on.
+    assert trainer.fit(_dataset(), step + 2, 400, 8) == step + 2
