@@ -281,7 +281,9 @@ def test_flatten_and_output_block():
     groups = groups_by_name(model)
     assert "Flatten 'flat'" in groups["a_bn"].blockers[0]
     assert "model output" in groups["b_bn"].blockers[0]
-    assert pruning.penalties(model) == {}
+    # Blocked as a group, but a zero channel of a_bn still leaves conv b reader-side: rho is
+    # what that frees, b's 5 * 3 * 3 input-channel weights over the input's 8 * 8.
+    assert pruning.penalties(model) == {"a_bn/gamma": 5 * 9 / 64}
     lines = pruning.explain(model)
     assert any(l.startswith("a_bn: not prunable") and "flat" in l for l in lines)
 

@@ -9,16 +9,19 @@
     model.fit(...)                             # gammas reach exactly zero
     slim = pruning.compress(model)             # same function in inference mode, fewer channels
 
-Modules: `groups` (which channels go together, from the graph), `rho` (the penalty weights),
-`ista` (the optimizer and the sparsity metrics), `compression` (`plan`, `compress`), `borders`
-(the ones channels that make the fold exact at zero-padded borders), `ema` (the TF1-style weight
-averages, and the `MovingAverage` callback), `layers` (`EmptyConv2D`).
+Modules: `groups` (which channels go together, from the graph), `readers` (reader-side pruning:
+constant channels leave the convs reading them, the tensor keeps them), `explanation`
+(`explain`), `rho` (the penalty weights), `ista` (the optimizer and the sparsity metrics),
+`compression` (`plan`, `compress`), `constants` (which channels are constant, and their values),
+`borders` (the ones channels that make the fold exact at zero-padded borders), `ema` (the
+TF1-style weight averages, and the `MovingAverage` callback), `layers` (`EmptyConv2D`).
 This package never imports the CIFAR-10 recipe around it (a test checks); the recipe is one of
 its users.
 """
 from cifar10_prune.pruning.compression import Plan, compress, copy_weights, plan
 from cifar10_prune.pruning.ema import ExponentialMovingAverage, MovingAverage
-from cifar10_prune.pruning.groups import Analysis, Group, analyze, explain, find_groups
+from cifar10_prune.pruning.explanation import explain
+from cifar10_prune.pruning.groups import Analysis, Group, analyze, find_groups
 from cifar10_prune.pruning.ista import ISTA, format_zeros, penalized, sparsity
 from cifar10_prune.pruning.layers import EmptyConv2D
 from cifar10_prune.pruning.rho import penalties

@@ -26,7 +26,7 @@ import keras
 import numpy as np
 from keras import ops
 
-L = keras.layers
+from cifar10_prune.pruning.groups import L, selected
 
 # Layers that keep a zero (the padding) zero and a constant constant, channel by channel.
 _PASS = (L.ReLU, L.LeakyReLU, L.ELU, L.Activation, L.Dropout, L.SpatialDropout2D, L.Identity)
@@ -54,7 +54,7 @@ def patterns(model, analysis):
 
     Where the constant is not simply zero-padded (pooled or batch-normalized together with
     padding, an activation with f(0) != 0 on it, an Add of differently padded constants) it is
-    taken as constant over the map there, as `compression._constants` does."""
+    taken as constant over the map there, as `constants.constants` does."""
     out = {id(t): [(t._keras_history.operation.name, ())] * (t.shape[-1] or 0)
            for t in model.inputs}
     for node in analysis.nodes:
@@ -63,6 +63,8 @@ def patterns(model, analysis):
         full = (layer.name, ())
         if isinstance(layer, L.Concatenate) and layer.axis in (-1, len(tensor.shape) - 1):
             value = [p for channels in inputs for p in channels]
+        elif selected(node) is not None:  # a reader-side selection of an earlier compression
+            value = [inputs[0][i] for i in selected(node)]
         elif isinstance(layer, L.ZeroPadding2D) and np.any(layer.padding):
             value = [(b, s + (layer.name,)) for b, s in inputs[0]]
         elif not any(s for channels in inputs for _, s in channels):
@@ -129,13 +131,14 @@ class Adder:
     def __init__(self, model, borders, inputs):
         self.model = model
         self.borders = borders
-        self.taken = {layer.name for layer in model.layers} | {
+        # Layers and ops (a `keras.ops.take` of an earlier compression) alike.
+        self.taken = {op.name for op in model.operations} | {
             t._keras_history.operation.name for t in model.inputs}
         # layer name -> its output in the clone (the inputs' by their layers' names)
         self.outputs = {t._keras_history.operation.name: new
                         for t, new in zip(model.inputs, keras.tree.flatten(inputs))}
         self.cache = {}
-        self.added = []  # names of the layers added
+        self.added = []  # names of the layers (and ops) added
 
     def __call__(self, layer, *args, **kwargs):
         found = self.borders.get(layer.name)
@@ -167,15 +170,19 @@ class Adder:
                     self._ones(base, spatial[:-1], dtype))
         return self.cache[key]
 
-    def _new(self, cls, stem, **config):
-        """A new layer `cls(**config)` named `stem` (with a number if that is taken)."""
+    def name(self, stem):
+        """A name for a new layer or op: `stem`, with a number if that is taken."""
         name, i = stem, 0
         while name in self.taken:
             i += 1
             name = "%s_%d" % (stem, i)
         self.taken.add(name)
         self.added.append(name)
-        return cls(**dict(config, name=name))
+        return name
+
+    def _new(self, cls, stem, **config):
+        """A new layer `cls(**config)` named `stem` (with a number if that is taken)."""
+        return cls(**dict(config, name=self.name(stem)))
 
 
 def _maker(tensor):

@@ -16,10 +16,9 @@ import keras
 import numpy as np
 from keras import ops
 
-from cifar10_prune.pruning import borders
-from cifar10_prune.pruning.groups import L, CHANNELWISE, analyze
-
-_ACTIVATIONS = (L.ReLU, L.LeakyReLU, L.ELU, L.Activation)
+from cifar10_prune.pruning import borders, readers
+from cifar10_prune.pruning.constants import constants as find_constants
+from cifar10_prune.pruning.groups import L, analyze
 
 
 @dataclasses.dataclass
@@ -35,6 +34,11 @@ class Plan:
       new_bias: {reader name: bias} for readers that need a bias they do not have.
       borders: {reader name: [`borders.Border`]}, with `exact_borders`: the readers that get
         ones channels (after their kept input channels, in this order) instead of a bias term.
+      reader_side: {reader name: indices of the input channels it drops reader-side}, with
+        `reader_side` (channels of the tensor it reads in `model`, constant there but kept by
+        the tensor for other layers).
+      selected: {reader name: indices of the channels it keeps among those of the tensor it reads
+        in the new model}, for the same readers: what `compress`'s `keras.ops.take` selects.
     """
     analysis: object
     removed: dict
@@ -43,6 +47,8 @@ class Plan:
     values: dict
     new_bias: dict
     borders: dict = dataclasses.field(default_factory=dict)
+    reader_side: dict = dataclasses.field(default_factory=dict)
+    selected: dict = dataclasses.field(default_factory=dict)
 
     def width(self, layer_name, default):
         """How many output channels layer `layer_name` keeps (`default` if it loses none)."""
@@ -50,7 +56,8 @@ class Plan:
         return default if mask is None else int(mask.sum())
 
 
-def plan(model, averages=None, absorb=True, allow_empty=False, exact_borders=False):
+def plan(model, averages=None, absorb=True, allow_empty=False, exact_borders=False,
+         reader_side=False):
     """Which channels of `model` go, and its weights with their constants folded in.
 
     In every prunable group (`find_groups`), channel c is removed when its raw gamma is exactly
@@ -66,7 +73,10 @@ def plan(model, averages=None, absorb=True, allow_empty=False, exact_borders=Fal
     taps; the paper's approximation; a ZeroPadding2D before a reader counts as padding too).
     With `exact_borders` those readers instead get their removed constants as a ones channel
     (`borders`; `compress` builds it), which is exact at the borders too. Without `absorb` the
-    constants are dropped (the original code's arithmetic).
+    constants are dropped (the original code's arithmetic). With `reader_side`, every conv /
+    dense reader also drops the input channels that are constant where it reads them though no
+    group removes them (`readers`: a pre-activation batch norm's, a blocked group's), folded
+    the same way; the tensor keeps them for its other layers.
 
     Args:
       model: a functional Keras model; its raw gammas decide which channels go.
@@ -78,12 +88,32 @@ def plan(model, averages=None, absorb=True, allow_empty=False, exact_borders=Fal
       exact_borders: for the readers that see zero padding, put the constants in
         `Plan.borders` (a kernel for a ones channel) rather than in a bias; the narrower model
         must then give those readers that channel (`compress` does; the recipe does not).
+      reader_side: drop constant input channels from readers as above (`Plan.reader_side`,
+        `Plan.selected`); the narrower model must then give each of those readers only the
+        channels it keeps (`compress` does; the recipe's networks have no such readers).
     """
     analysis = analyze(model)
     values = {v.path: ops.convert_to_numpy(v) for v in model.weights}
     values.update(averages or {})
     _check_finite(model, values)
+    removed_by_unit, out_mask, in_mask = _group_masks(analysis, allow_empty)
+    constants = find_constants(model, analysis, values) if absorb or reader_side else None
+    dropped, selected = {}, {}
+    if reader_side:
+        for name, drop in readers.removals(analysis, constants, in_mask).items():
+            keep = in_mask.setdefault(name, np.ones(len(drop), bool))
+            selected[name] = np.flatnonzero(~drop[keep])  # among what the groups leave
+            dropped[name] = np.flatnonzero(drop)
+            keep &= ~drop
+    new_bias, ones = ({}, {})
+    if absorb:
+        new_bias, ones = _fold(model, analysis, values, constants, in_mask, exact_borders)
+    return Plan(analysis, removed_by_unit, out_mask, in_mask, values, new_bias, ones, dropped,
+                selected)
 
+
+def _group_masks(analysis, allow_empty):
+    """({unit: removed channels}, out_mask, in_mask) of the prunable groups (see `plan`)."""
     removed_by_unit, out_mask, in_mask = {}, {}, {}
     for group in analysis.groups:
         if not group.prunable:
@@ -99,9 +129,7 @@ def plan(model, averages=None, absorb=True, allow_empty=False, exact_borders=Fal
             _mask(out_mask, layer, _width(layer))[offset + removed] = False
         for layer, offset in group.readers:
             _mask(in_mask, layer, layer.input.shape[-1])[offset + removed] = False
-
-    new_bias, ones = _fold(model, analysis, values, in_mask, exact_borders) if absorb else ({}, {})
-    return Plan(analysis, removed_by_unit, out_mask, in_mask, values, new_bias, ones)
+    return removed_by_unit, out_mask, in_mask
 
 
 def copy_weights(plan, model, slim, added=()):
@@ -126,45 +154,53 @@ def copy_weights(plan, model, slim, added=()):
             var.assign(value)
 
 
-def compress(model, averages=None):
+def compress(model, averages=None, reader_side=True):
     """A new, narrower functional model computing what `model` computes in inference mode.
 
-    The channels whose raw gamma is exactly zero in every member of their group go, and their
-    constants are folded into the readers, as `plan` says, exactly, borders included: a conv
-    whose kernel reaches into zero padding (its own SAME padding, or a ZeroPadding2D on the way)
-    gets the constants as one more input channel, a map of ones with the padding's zeros, whose
-    kernel slice is the removed channels' slices weighted by their constants (`borders`). It is
-    made by built-in layers the new model gains (a 1x1 `Conv2D` with zero kernel and bias 1, not
-    trainable, a `Concatenate`, and copies of the `ZeroPadding2D`s on the way), shared by the
-    readers of one tensor, and is exact at any input size, one unknown when the model was built
-    included. Models whose fold needs no such channel (VALID, 1x1 and dense readers, constants
-    of 0) keep exactly their layers. What remains approximate is the constants themselves where
-    a layer mixes them with a ZeroPadding2D's zeros: pooling (average pooling of them, max
-    pooling of a negative constant), an activation with f(0) != 0, an Add of differently padded
-    constants; the constant is then taken as filling the map after that layer.
-    When a group's channels are all zero one is kept (a layer with no channels is not supported
-    here). The new model is built with `keras.models.clone_model`, each conv / dense layer given
-    its new `filters` / `units` (and a bias where a fold needs one); every layer name (the
-    inputs' too) and every other setting stay.
+    The channels whose raw gamma is exactly zero in every member of their group go, and so do,
+    from each conv / dense layer reading them, the channels that are constant where it reads
+    them though they stay in the model (reader-side: a batch norm that follows no conv, such as
+    a pre-activation network's, with gamma exactly 0, `readers`; the reader reads its kept
+    channels through a `keras.ops.take`). Their constants are folded into the readers, as `plan`
+    says, exactly, borders included: a conv whose kernel reaches into zero padding (its own SAME
+    padding, or a ZeroPadding2D on the way) gets the constants as one more input channel, a map
+    of ones with the padding's zeros, whose kernel slice is the removed channels' slices
+    weighted by their constants (`borders`). It is made by built-in layers the new model gains
+    (a 1x1 `Conv2D` with zero kernel and bias 1, not trainable, a `Concatenate`, and copies of
+    the `ZeroPadding2D`s on the way), shared by the readers of one tensor, and is exact at any
+    input size, one unknown when the model was built included. Models whose fold needs no such
+    channel (VALID, 1x1 and dense readers, constants of 0) keep exactly their layers. What
+    remains approximate is the constants themselves where a layer mixes them with a
+    ZeroPadding2D's zeros: pooling (average pooling of them, max pooling of a negative
+    constant), an activation with f(0) != 0, an Add of differently padded constants; the
+    constant is then taken as filling the map after that layer. When a group's channels are all
+    zero one is kept (a layer with no channels is not supported here). The new model is built
+    with `keras.models.clone_model`, each conv / dense layer given its new `filters` / `units`
+    (and a bias where a fold needs one); every layer name (the inputs' too) and every other
+    setting stay.
 
     The new model is not compiled (`model`'s optimizer is typically this package's `ISTA`,
     which a saved file would then need to load): `slim.save("slim.keras")` writes a file that
     `keras.models.load_model` reads without this package (only built-in layers). Compile it to
-    train it further, or prune it again: its ones maps block no group.
+    train it further, or prune it again: its ones maps block no group (a group whose channels
+    reach a reader-side `take` is blocked, since the take may leave some of them out).
 
     Args:
       model: a functional Keras model; its raw gammas decide which channels go.
       averages: optional {variable path: value} to take the weights from instead of the raw
         variables (e.g. `MovingAverage.averages()`).
+      reader_side: False removes the groups' channels only (this package before reader-side
+        pruning; the same layers as `model`, plus ones maps).
 
     Returns:
-      The new, uncompiled model (same layer names, and "..._ones" layers where a reader needs
-      its ones channel); `model` is not changed.
+      The new, uncompiled model (same layer names, "..._ones" layers where a reader needs its
+      ones channel, "..._kept" `take` ops where one reads some channels of a tensor); `model`
+      is not changed.
 
     Raises:
       ValueError: naming the layer, when a weight (or an average given) is NaN or infinite.
     """
-    found = plan(model, averages, exact_borders=True)
+    found = plan(model, averages, exact_borders=True, reader_side=reader_side)
 
     def clone(layer):
         config = layer.get_config()
@@ -184,8 +220,10 @@ def compress(model, averages=None):
         lambda t: keras.Input(batch_shape=t.shape, dtype=t.dtype,
                               name=t._keras_history.operation.name), graph.input)
     adder = borders.Adder(model, found.borders, inputs)
-    slim = keras.models.clone_model(graph, input_tensors=inputs, clone_function=clone,
-                                    call_function=adder)
+    select = readers.Selector(found.selected, adder.name)
+    slim = keras.models.clone_model(
+        graph, input_tensors=inputs, clone_function=clone,
+        call_function=lambda layer, *args, **kwargs: adder(layer, *select(layer, args), **kwargs))
     copy_weights(found, model, slim, adder.added)
     return slim
 
@@ -232,12 +270,11 @@ def _slice(layer, name, value, keep_in, keep_out):
     return value
 
 
-def _fold(model, analysis, values, in_mask, exact_borders=False):
+def _fold(model, analysis, values, constants, in_mask, exact_borders=False):
     """Fold each reader's removed input channels (constants) into its bias or the next BN's
     moving mean (updating `values`), or, with `exact_borders`, into ones channels where the
     reader sees zero padding; returns ({reader name: bias} for readers that need a new bias,
-    {reader name: [`borders.Border`]})."""
-    constants = _constants(model, analysis, values)
+    {reader name: [`borders.Border`]}). `constants`: `constants.constants` of the model."""
     where = borders.patterns(model, analysis) if exact_borders else {}
     # The tensor each layer reads in this model's graph: `layer.input` is that of the layer's
     # first call, which may be in another model (layers first called in a Sequential).
@@ -279,48 +316,3 @@ def _add_shift(layer, shift, after, values, new_bias):
         values[path] = values[path] - shift  # BN(x + s) with mean m is BN(x) with mean m - s
     else:
         new_bias[layer.name] = shift
-
-
-def _constants(model, analysis, values):
-    """{id(tensor): per-channel value of its constant channels in inference mode (NaN where a
-    channel is not known to be constant)}: a batch norm with gamma exactly zero outputs beta, and
-    the layers a group's channels pass through map constants as below."""
-    out = {}
-    for tensor in model.inputs:
-        out[id(tensor)] = np.full(tensor.shape[-1], np.nan)
-    for node in analysis.nodes:
-        layer = node.operation
-        inputs = [out[id(t)] for t in node.input_tensors]
-        tensor = node.outputs[0]
-        if isinstance(layer, L.BatchNormalization) and len(inputs) == 1:
-            value = _bn_constant(layer, inputs[0], values)
-        elif isinstance(layer, L.Add):
-            value = np.sum(inputs, axis=0)
-        elif isinstance(layer, L.Concatenate) and layer.axis in (-1, len(tensor.shape) - 1):
-            value = np.concatenate(inputs)
-        elif isinstance(layer, _ACTIVATIONS):
-            x = np.nan_to_num(inputs[0]).astype("float32")
-            x = x.reshape((1,) * (len(node.input_tensors[0].shape) - 1) + x.shape)
-            # `call`, not `__call__`: a mixed-precision layer would round the constant to 16 bits.
-            value = ops.convert_to_numpy(layer.call(ops.convert_to_tensor(x)))
-            value = value.reshape(-1).astype(float)
-            value[np.isnan(inputs[0])] = np.nan
-        elif isinstance(layer, CHANNELWISE):
-            value = inputs[0]  # pooling, dropout, padding: a constant channel stays (inside)
-        else:
-            value = np.full(tensor.shape[-1], np.nan)
-        out[id(tensor)] = value
-    return out
-
-
-def _bn_constant(bn, x, values):
-    def get(var, default):
-        return values[var.path].astype(float) if var is not None else default
-    gamma = get(bn.gamma, 1.0)
-    beta = get(bn.beta, 0.0)
-    mean, variance = get(bn.moving_mean, 0.0), get(bn.moving_variance, 1.0)
-    y = gamma * (x - mean) / np.sqrt(variance + bn.epsilon) + beta
-    if bn.gamma is not None:
-        # Exactly zero gamma (the raw variable decides, as in compress): beta, whatever x is.
-        y = np.where(ops.convert_to_numpy(bn.gamma) == 0, beta, y)
-    return y

@@ -23,14 +23,16 @@ A group is *blocked* (never pruned) when its channels reach something that canno
 a model output, `Flatten`, `Reshape`, `Multiply`, a softmax over channels, an `Add` with channels
 of no group, a batch norm without gamma among its members, and so on. A layer type this module
 does not know (e.g. `Lambda`, custom layers) in a channel path is an error, since nothing says
-whether it keeps channels apart. `explain(model)` says, for every batch norm, which of these
-decisions was taken and because of which layer.
+whether it keeps channels apart. `explain(model)` (module `explanation`) says, for every batch
+norm, which of these decisions was taken and because of which layer. A batch norm in no group,
+or in a blocked group, can still drop its zero channels from the convs reading them (`readers`).
 """
 import collections
 import dataclasses
 import re
 
 import keras
+import numpy as np
 
 from cifar10_prune.pruning.layers import EmptyConv2D
 
@@ -204,7 +206,7 @@ class _Walker:
         width = node.outputs[0].shape[-1]
         if isinstance(layer, L.BatchNormalization):
             return self._batch_norm(layer, node, inputs[0])
-        if isinstance(layer, READERS) and self._reads_channels(layer):
+        if isinstance(layer, READERS) and reads_channels(layer):
             for position, (group, w) in _positions(inputs[0]):
                 if group is not None:
                     group.readers.append((layer, position))
@@ -221,10 +223,10 @@ class _Walker:
             return self._add(layer, inputs)
         if isinstance(layer, L.Concatenate) and layer.axis in (-1, len(node.outputs[0].shape) - 1):
             return [segment for segs in inputs for segment in segs]
-        if isinstance(layer, CHANNELWISE) and _keeps_channels(layer):
+        if isinstance(layer, CHANNELWISE) and keeps_channels(layer):
             return inputs[0]
         if isinstance(layer, BLOCKERS + READERS + (L.Activation, L.Concatenate,
-                                                   L.DepthwiseConv2D)):
+                                                   L.DepthwiseConv2D)) or is_selection(layer):
             for group in groups:
                 self._block(group, "its channels reach %s, which cannot drop a channel"
                             % _describe(layer))
@@ -234,21 +236,13 @@ class _Walker:
                          "keras.layers.ReLU rather than keras.ops.relu)"
                          % (_describe(layer), groups[0].name))
 
-    @staticmethod
-    def _reads_channels(layer):
-        if isinstance(layer, EmptyConv2D):
-            return True  # it has no input channels; its output channels are plain ones
-        if isinstance(layer, L.Conv2D):
-            return layer.groups == 1 and layer.data_format == "channels_last"
-        return True  # Dense contracts the last axis
-
     def _batch_norm(self, bn, node, segments):
         (tensor,) = node.input_tensors
         source = self.producer.get(id(tensor))
         width = bn.moving_mean.shape[0]
         last = bn.axis in (-1, len(tensor.shape) - 1) or bn.axis == [len(tensor.shape) - 1]
         only_reader = len(self.readers[id(tensor)]) == 1
-        if isinstance(source, PRODUCERS) and self._reads_channels(source) and last and only_reader:
+        if isinstance(source, PRODUCERS) and reads_channels(source) and last and only_reader:
             group = Group(width, members=[(bn, 0)], producers=[(source, 0)])
             if not bn.scale:
                 self._block(group, "%s has no gamma (scale=False)" % bn.name)
@@ -317,6 +311,34 @@ class _Walker:
         return out
 
 
+def is_selection(operation):
+    """Whether `operation` is the `keras.ops.take` on the channel axis with which `compress`
+    gives a reader only the channels it keeps (reader-side pruning): it keeps some channels of
+    its input, so a group's channels may be missing behind it (a group reaching it is blocked)."""
+    return (type(operation).__name__ == "Take" and type(operation).__module__.startswith("keras")
+            and getattr(operation, "axis", None) == -1)
+
+
+def selected(node):
+    """The indices of the channels that `node`, a `compress` selection (`is_selection`), keeps;
+    None for any other node."""
+    if not is_selection(node.operation):
+        return None
+    args = node.arguments.args
+    indices = args[1] if len(args) > 1 else node.arguments.kwargs["indices"]
+    return np.asarray(indices, int).reshape(-1)
+
+
+def reads_channels(layer):
+    """Whether reader / producer `layer` reads its input channels each through its own kernel
+    slice (a plain channels-last Conv2D, a Dense layer), so that it can lose input channels."""
+    if isinstance(layer, EmptyConv2D):
+        return True  # it has no input channels; its output channels are plain ones
+    if isinstance(layer, L.Conv2D):
+        return layer.groups == 1 and layer.data_format == "channels_last"
+    return True  # Dense contracts the last axis
+
+
 def _positions(segments):
     """[(channel offset, segment)] for segments [(group, width)]."""
     position, out = 0, []
@@ -326,7 +348,9 @@ def _positions(segments):
     return out
 
 
-def _keeps_channels(layer):
+def keeps_channels(layer):
+    """Whether channel-wise `layer` keeps channel c as channel c (a channels-last layer, an
+    activation that is not a softmax over the channels)."""
     if isinstance(layer, L.Activation):
         return getattr(layer.activation, "__name__", "") not in _CROSS_CHANNEL
     return getattr(layer, "data_format", "channels_last") == "channels_last"
@@ -346,35 +370,3 @@ def find_groups(model):
     is on a channel path, or when the model is not functional or calls a layer twice.
     """
     return analyze(model).groups
-
-
-def explain(model):
-    """One line per batch norm of `model` saying whether its channels are prunable, coupled with
-    other batch norms (and through which layer), or not prunable and what blocks them."""
-    analysis = analyze(model)
-    membership = {}
-    for group in analysis.groups:
-        for bn, _ in group.members:
-            membership[bn.name] = group
-    lines = []
-    for node in analysis.nodes:
-        layer = node.operation
-        if not isinstance(layer, L.BatchNormalization):
-            continue
-        group = membership.get(layer.name)
-        if group is None:
-            lines.append("%s: not prunable: %s" % (layer.name, analysis.notes[layer.name]))
-            continue
-        others = [bn.name for bn, _ in group.members if bn is not layer]
-        coupled = "coupled with %s (%s)" % (", ".join(others), "; ".join(group.couplings))
-        if group.prunable:
-            coupled += "; a channel goes only when its gamma is zero in all of them"
-        coupled = coupled if others else "alone"
-        readers = ", ".join(r.name for r, _ in group.readers) or "nothing"
-        if group.prunable:
-            lines.append("%s: prunable, %d channels, %s; read by %s"
-                         % (layer.name, group.width, coupled, readers))
-        else:
-            lines.append("%s: not prunable: %s%s" % (layer.name, "; ".join(group.blockers),
-                                                      "; " + coupled if others else ""))
-    return lines

@@ -67,11 +67,13 @@ class ISTA(keras.optimizers.SGD):
 
 def penalized(model, penalties):
     """[(name, rho_l, raw gamma as numpy)] for every gamma of `model` that `penalties`
-    ({gamma variable path: rho_l}, as `ISTA` takes) names, in graph order. A gamma is named
-    after the layer its batch norm normalizes (the recipe's unit: "g1b0c0", "conv2")."""
+    ({gamma variable path: rho_l}, as `ISTA` takes) names, in graph order. A group member's
+    gamma is named after the layer its batch norm normalizes (the recipe's unit: "g1b0c0",
+    "conv2"); a reader-side batch norm's (one in no group) after the batch norm itself."""
     analysis = groups.analyze(model)
-    return [(analysis.source[bn.name].name, penalties[bn.gamma.path],
-             ops.convert_to_numpy(bn.gamma))
+    members = {bn.name for group in analysis.groups for bn, _ in group.members}
+    return [(analysis.source[bn.name].name if bn.name in members else bn.name,
+             penalties[bn.gamma.path], ops.convert_to_numpy(bn.gamma))
             for bn in (node.operation for node in analysis.nodes)
             if isinstance(bn, keras.layers.BatchNormalization) and bn.scale
             and bn.gamma.path in penalties]

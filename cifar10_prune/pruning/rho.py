@@ -1,9 +1,11 @@
 """rho_l, the paper's per-channel weight of the ISTA penalty: the memory cost of one channel of
-each prunable group, from the model's shapes."""
+each prunable group, or of the readers' input channel it frees reader-side, from the model's
+shapes."""
 import math
 
 from cifar10_prune.pruning.groups import L, analyze
 from cifar10_prune.pruning.layers import EmptyConv2D
+from cifar10_prune.pruning.readers import reach
 
 
 def penalties(model, reader_cost=None):
@@ -17,7 +19,7 @@ def penalties(model, reader_cost=None):
     readers are shared, so each member counts its own conv plus an equal share of the readers:
     the members' rho then add up to the cost of the whole channel counted once, and a group of
     one member gets exactly the formula above. Blocked groups get no penalty (it would shrink
-    gammas for nothing).
+    gammas for nothing), unless their channels leave readers reader-side (below).
 
     When the spatial size is unknown (`keras.Input((None, None, 3))`, a fully convolutional
     net), rho is the cost of the channel's weights alone, from the kernel sizes and channel
@@ -28,12 +30,24 @@ def penalties(model, reader_cost=None):
     H*W at most: divide l1_penalty by about H*W of the images trained on to compare with a
     known-size run, or build the model with its input size to get the paper's rho exactly.
 
+    A batch norm in no prunable group whose zero channels `compress` drops from conv / dense
+    readers reader-side (`readers`: a pre-activation batch norm, one of a group blocked by a
+    squeeze-excite Multiply) gets the same rule applied to what such a channel saves: the
+    readers' input-channel cost, sum over them of C_next*k'_h*k'_w (divided by the input's
+    H_in*W_in when sizes are known), with no own conv and no feature map, since the channel
+    stays in the tensor. That is the paper's rho (the memory a channel frees) for this kind of
+    channel; readers it reaches only through a Multiply are not counted (they drop the channel
+    only when its constant there is 0, which the penalty does not make happen).
+
     `reader_cost(group, reader)`, if given, replaces C_next*k'_h*k'_w of a reader (the recipe
-    uses it for the original code's cnn4 quirks, see `models.penalties`).
+    uses it for the original code's cnn4 quirks, see `models.penalties`); `group` is None for a
+    reader-side batch norm's reader.
     """
     analysis = analyze(model)
     pixels = _spatial(model.inputs[0].shape) if len(model.inputs[0].shape) == 4 else 1
-    members = [bn for group in analysis.groups if group.prunable for bn, _ in group.members]
+    sided = _reader_side(analysis)
+    members = [bn for group in analysis.groups if group.prunable
+               for bn, _ in group.members] + list(sided)
     # One rule for the whole model: weights and feature maps where every size is known, weights
     # alone otherwise (mixing the two would weigh channels on different scales).
     known = pixels is not None and all(_spatial(bn.output.shape) is not None for bn in members)
@@ -48,7 +62,23 @@ def penalties(model, reader_cost=None):
             if known:
                 own += _spatial(bn.output.shape)
             rho[bn.gamma.path] = (own + readers / len(group.members)) / (pixels if known else 1)
+    for bn, found in sided.items():
+        rho[bn.gamma.path] = sum(cost(None, layer) for layer in found) / (pixels if known else 1)
     return rho
+
+
+def _reader_side(analysis):
+    """{batch norm: the readers that drop its zero channels reader-side}, for the batch norms
+    with a gamma that are in no prunable group and reach a reader (not through a Multiply)."""
+    grouped = {bn.name for group in analysis.groups if group.prunable for bn, _ in group.members}
+    out = {}
+    for node in analysis.nodes:
+        bn = node.operation
+        if isinstance(bn, L.BatchNormalization) and bn.scale and bn.name not in grouped:
+            found, _ = reach(analysis, bn)
+            if found:
+                out[bn] = [layer for layer, _ in found]
+    return out
 
 
 def _spatial(shape):
