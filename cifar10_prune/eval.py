@@ -4,9 +4,9 @@
 
 Prints `total params: N`, then `<time>: precision @ 1 = ...` and `<time>: test loss = ...`.
 """
-from cifar10_prune import logs
+from cifar10_prune import console
 
-logs.quiet_tensorflow()  # before TensorFlow loads; its start-up lines are not the user's
+console.quiet_tensorflow()  # before TensorFlow loads; its start-up lines are not the user's
 
 import datetime
 import os

@@ -9,9 +9,9 @@ The `serving_default` signature takes `images`, uint8 [batch, 32, 32, 3] raw RGB
 is folded into the conv before it (`fold.py`; `--nofold_batch_norms` keeps them). With
 `--tflite` the export directory also holds `model.tflite`, the same signature for TFLite.
 """
-from cifar10_prune import logs
+from cifar10_prune import console
 
-logs.quiet_tensorflow()  # before TensorFlow loads; its start-up lines are not the user's
+console.quiet_tensorflow()  # before TensorFlow loads; its start-up lines are not the user's
 
 import os
 

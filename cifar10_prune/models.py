@@ -8,7 +8,7 @@ import math
 
 import keras
 
-from cifar10_prune import precision, pruning
+from cifar10_prune import mixed_precision, pruning
 from cifar10_prune.layers import PrunableBatchNorm
 from cifar10_prune.pruning import EmptyConv2D
 from cifar10_prune.spec import DENSE_WIDTHS, ArchSpec
@@ -28,7 +28,7 @@ def build_model(spec, weight_decay=0.0005, dtype_policy="float32", folded=False)
       spec: an `ArchSpec` (use `ArchSpec.dense(name)` for the unpruned model).
       weight_decay: L2 weight of resnet20's kernels (cnn4 has none, as in the original).
       dtype_policy: "float32", or a mixed policy ("mixed_bfloat16", "mixed_float16"; see
-        precision.py) given to every layer: the layers compute in 16 bits, but the variables
+        mixed_precision.py) given to every layer: the layers compute in 16 bits, but the variables
         are float32 either way (so checkpoints do not depend on it), batch norms compute in
         float32, and the logits (the last batch norm's output) are float32.
       folded: build the inference form instead: every conv has a bias and no batch norm follows
@@ -39,7 +39,7 @@ def build_model(spec, weight_decay=0.0005, dtype_policy="float32", folded=False)
     if not isinstance(spec, ArchSpec):
         raise TypeError("build_model takes an ArchSpec, e.g. ArchSpec.dense('resnet20')")
     builder = {"resnet20": _resnet20, "cnn4": _cnn4}[spec.model]
-    return builder(spec.widths, weight_decay, precision.dtype_policy(dtype_policy), folded)
+    return builder(spec.widths, weight_decay, mixed_precision.dtype_policy(dtype_policy), folded)
 
 
 def _architecture(model):

@@ -10,9 +10,9 @@ SavedModels (`saved_model` against `saved_model_dense`), whose batch inference s
 side by side. It writes results.md, results.json, widths.svg (channels kept per layer),
 curves.svg (fake sparsity and group lasso against the step) and params_precision.svg.
 """
-from cifar10_prune import logs
+from cifar10_prune import console
 
-logs.quiet_tensorflow()  # before TensorFlow loads; its start-up lines are not the user's
+console.quiet_tensorflow()  # before TensorFlow loads; its start-up lines are not the user's
 
 import json
 import os

@@ -8,9 +8,9 @@ and min / max of total params, conv multiply-adds, precision @ 1 and test loss; 
 also those of the pruned-minus-dense difference of the last stage, run i paired with baseline i
 (give them in the same seed order).
 """
-from cifar10_prune import logs
+from cifar10_prune import console
 
-logs.quiet_tensorflow()
+console.quiet_tensorflow()
 
 import json
 import os

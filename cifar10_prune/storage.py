@@ -14,7 +14,7 @@ import tempfile
 
 import tensorflow as tf
 
-from cifar10_prune import logs
+from cifar10_prune import console
 
 
 class WriteError(RuntimeError):
@@ -35,7 +35,7 @@ def _reason(error):
 def writing(what, intact):
     """Turn an OSError or TensorFlow error raised while writing `what` into WriteError, whose
     message adds `intact` (what the user still has, and how to go on)."""
-    with logs.cpp_lines_held_back():  # TensorFlow's C++ log of a failure repeats ours
+    with console.cpp_lines_held_back():  # TensorFlow's C++ log of a failure repeats ours
         try:
             yield
         except FileExistsError:

@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from cifar10_prune import logs
+from cifar10_prune import console
 
 MODEL_FILE = "model.tflite"
 SIGNATURE = "serving_default"
@@ -43,7 +43,7 @@ def convert(saved_model_dir, quantize=None):
     # The converter logs about ten C++ lines on success (reading the SavedModel, the MLIR
     # passes); TF_CPP_MIN_LOG_LEVEL would hide them only if set before TensorFlow loads, and
     # then for the whole process. They are held back here; a failed conversion shows them all.
-    with logs.quiet_cpp():
+    with console.quiet_cpp():
         converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir,
                                                              signature_keys=[SIGNATURE])
         if quantize == "dynamic":

@@ -6,9 +6,9 @@ Stage v trains in train_dir_v, resuming from its newest checkpoint, until global
 with --squeeze_model it then removes the channels whose gamma is exactly zero and writes the
 narrower model as stage v+1 (train_dir_{v+1}/model.ckpt-0 + architecture.json).
 """
-from cifar10_prune import logs
+from cifar10_prune import console
 
-logs.quiet_tensorflow()  # before TensorFlow loads; its start-up lines are not the user's
+console.quiet_tensorflow()  # before TensorFlow loads; its start-up lines are not the user's
 
 import contextlib
 import sys
@@ -16,8 +16,8 @@ import sys
 import tensorflow as tf
 from absl import flags
 
-from cifar10_prune import (cli, data, distribute, models, precision, rescale, seeding, stages,
-                           training)
+from cifar10_prune import (cli, data, distribute, mixed_precision, models, rescale, seeding,
+                           stages, training)
 from cifar10_prune.lock import StageLock
 from cifar10_prune.flags.train import define_train_flags
 from cifar10_prune.pruning import ista
@@ -36,9 +36,9 @@ def main(argv):
     spec = stages.spec_for_training(FLAGS.train_dir, version, FLAGS.model, FLAGS["model"].present)
     print(seeding.seed_everything(FLAGS.seed))
 
-    policy = precision.policy_name(FLAGS.use_fp16)
-    print(precision.describe(policy))
-    warning = None if FLAGS.tpu else precision.cpu_warning(policy)
+    policy = mixed_precision.policy_name(FLAGS.use_fp16)
+    print(mixed_precision.describe(policy))
+    warning = None if FLAGS.tpu else mixed_precision.cpu_warning(policy)
     if warning:
         print(warning, file=sys.stderr)
     with strategy.scope():
@@ -46,7 +46,7 @@ def main(argv):
         optimizer = ista.ISTA(training.learning_rate_schedule(FLAGS.learning_rate,
                                                               FLAGS.batch_size),
                               l1_penalty=FLAGS.l1_penalty, penalties=models.penalties(model))
-        optimizer = precision.wrap_optimizer(optimizer, policy)  # loss scaling for float16 only
+        optimizer = mixed_precision.wrap_optimizer(optimizer, policy)  # loss scaling for float16 only
     trainer = training.Trainer(model, optimizer, train_dir, FLAGS.save_checkpoint_secs,
                                strategy=strategy)
     with StageLock(train_dir) if trainer.workdir.chief else contextlib.nullcontext():

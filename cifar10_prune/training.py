@@ -10,7 +10,7 @@ import time
 import keras
 import tensorflow as tf
 
-from cifar10_prune import distribute, precision, stages, storage, summaries
+from cifar10_prune import distribute, mixed_precision, stages, storage, summaries
 from cifar10_prune.pruning import ExponentialMovingAverage, ista
 
 NUM_TRAIN_EXAMPLES = 50000
@@ -103,10 +103,10 @@ class Trainer:
         # A LossScaleOptimizer (float16) is saved as the optimizer it wraps, so that float32 and
         # mixed-precision runs write and read the same checkpoint layout.
         self.checkpoint = stages.make_checkpoint(model, self.ema,
-                                                 precision.inner_optimizer(optimizer),
+                                                 mixed_precision.inner_optimizer(optimizer),
                                                  self.gamma_rescale)
         # {gamma path: rho_l} the logged sparsity metrics weigh (none for a plain optimizer).
-        self.penalties = getattr(precision.inner_optimizer(optimizer), "penalties", {})
+        self.penalties = getattr(mixed_precision.inner_optimizer(optimizer), "penalties", {})
         self.manager = stages.checkpoint_manager(self.checkpoint, self.workdir.path)
         self._run = None
         self._dataset = self._iterator = None

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 from absl import flags
 
-from cifar10_prune import logs
+from cifar10_prune import console
 from conftest import REPO, run_cli, one_error_line, start_training
 
 LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: step (\d+), loss = [\d.]+, "
@@ -321,7 +321,7 @@ def test_run_experiments_script_with_baseline(tiny_data, tmp_path):
     assert "Dense baseline (same schedule, l1_penalty 0)" in proc.stdout
     assert re.search(r"Pruned vs dense baseline: [\d.]+% of the parameters", proc.stdout)
     # What the user sees is this package's lines, not TensorFlow's start-up notes.
-    noise = [l for l in (proc.stdout + proc.stderr).splitlines() if logs.start_up_noise(l)]
+    noise = [l for l in (proc.stdout + proc.stderr).splitlines() if console.start_up_noise(l)]
     assert not noise, noise[:3]
     with open(os.path.join(out_dir, "results.json")) as f:
         result = json.load(f)

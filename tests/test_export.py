@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 from absl import flags
 
-from cifar10_prune import data, export, logs, models, stages, tflite
+from cifar10_prune import data, export, console, models, stages, tflite
 from cifar10_prune.pruning import ExponentialMovingAverage
 from conftest import REPO, run_cli
 from test_fold import narrowed, randomize_batch_norms
@@ -152,7 +152,7 @@ def test_export_tflite_command_prints_no_converter_log(exported_by_command):
     assert os.path.getsize(os.path.join(export_dir, tflite.MODEL_FILE)) > 0
     assert "TFLite model (float32): %s" % os.path.join(export_dir, tflite.MODEL_FILE) in proc.stdout
     output = proc.stdout + proc.stderr
-    noise = [l for l in output.splitlines() if logs.start_up_noise(l)]
+    noise = [l for l in output.splitlines() if console.start_up_noise(l)]
     assert not noise, noise[:3]
     for note in ("Reading SavedModel", "Ignored output_format", "SavedModel bundle", "MLIR"):
         assert note not in output, output[-3000:]

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cifar10_prune import models, precision, pruning, rebuild, stages, training
+from cifar10_prune import models, mixed_precision, pruning, rebuild, stages, training
 from cifar10_prune.pruning import ista
 from cifar10_prune.spec import ArchSpec
 
@@ -23,19 +23,19 @@ def _dataset(batch=8, seed=0):
 def _trainer(train_dir, policy, lr=0.1, l1=0.0, spec=SMALL, seed=1):
     keras.utils.set_random_seed(seed)
     model = models.build_model(spec, dtype_policy=policy)
-    opt = precision.wrap_optimizer(ista.ISTA(lr, l1, models.penalties(model)), policy)
+    opt = mixed_precision.wrap_optimizer(ista.ISTA(lr, l1, models.penalties(model)), policy)
     return training.Trainer(model, opt, str(train_dir), log=lambda _: None)
 
 
 def test_policy_choice_and_description():
-    assert precision.policy_name(False, ["CPU", "GPU"]) == "float32"
-    assert precision.policy_name(True, ["CPU"]) == "mixed_bfloat16"
-    assert precision.policy_name(True, ["CPU", "GPU"]) == "mixed_float16"
-    assert precision.policy_name(True) in ("mixed_bfloat16", "mixed_float16")  # real devices
-    assert not precision.needs_loss_scaling("mixed_bfloat16")
-    assert precision.needs_loss_scaling("mixed_float16")
-    assert precision.describe("float32") == "precision: float32 (--use_fp16=false)"
-    line = precision.describe("mixed_float16")
+    assert mixed_precision.policy_name(False, ["CPU", "GPU"]) == "float32"
+    assert mixed_precision.policy_name(True, ["CPU"]) == "mixed_bfloat16"
+    assert mixed_precision.policy_name(True, ["CPU", "GPU"]) == "mixed_float16"
+    assert mixed_precision.policy_name(True) in ("mixed_bfloat16", "mixed_float16")  # real devices
+    assert not mixed_precision.needs_loss_scaling("mixed_bfloat16")
+    assert mixed_precision.needs_loss_scaling("mixed_float16")
+    assert mixed_precision.describe("float32") == "precision: float32 (--use_fp16=false)"
+    line = mixed_precision.describe("mixed_float16")
     assert "float16" in line and "loss scaling" in line and "\n" not in line
     with pytest.raises(ValueError, match="unknown dtype policy 'float16'.*mixed_bfloat16"):
         models.build_model(SMALL, dtype_policy="float16")
@@ -43,16 +43,16 @@ def test_policy_choice_and_description():
 
 def test_bfloat16_on_a_cpu_without_bfloat16_instructions_is_warned_about():
     avx2_only = ["fpu", "sse4_2", "avx", "avx2", "fma"]
-    line = precision.cpu_warning("mixed_bfloat16", avx2_only)
+    line = mixed_precision.cpu_warning("mixed_bfloat16", avx2_only)
     assert line.startswith("warning:") and "--use_fp16" in line and "\n" not in line
-    for flag in precision.BF16_CPU_FLAGS:
-        assert precision.cpu_warning("mixed_bfloat16", avx2_only + [flag]) is None
-    assert precision.cpu_warning("float32", avx2_only) is None
-    assert precision.cpu_warning("mixed_float16", avx2_only) is None  # a GPU computes that
+    for flag in mixed_precision.BF16_CPU_FLAGS:
+        assert mixed_precision.cpu_warning("mixed_bfloat16", avx2_only + [flag]) is None
+    assert mixed_precision.cpu_warning("float32", avx2_only) is None
+    assert mixed_precision.cpu_warning("mixed_float16", avx2_only) is None  # a GPU computes that
     # This machine's own /proc/cpuinfo decides the default.
-    flags = precision._cpu_flags()
-    expected = flags is not None and not flags & set(precision.BF16_CPU_FLAGS)
-    assert (precision.cpu_warning("mixed_bfloat16") is not None) == expected
+    flags = mixed_precision._cpu_flags()
+    expected = flags is not None and not flags & set(mixed_precision.BF16_CPU_FLAGS)
+    assert (mixed_precision.cpu_warning("mixed_bfloat16") is not None) == expected
 
 
 def test_mixed_model_computes_in_bfloat16_with_float32_variables_and_logits():
@@ -182,10 +182,10 @@ def test_loss_scale_optimizer_runs_the_ista_step():
     grads = [np.array([1.0, -1.0, 0.25, 0.0, 2.0], np.float32)] * 2
     plain = ista.ISTA(0.1, l1_penalty=0.5, penalties={gamma.path: 2.0})
     plain.build([gamma, other])
-    scaled = precision.wrap_optimizer(ista.ISTA(0.1, l1_penalty=0.5, penalties={gamma.path: 2.0}),
+    scaled = mixed_precision.wrap_optimizer(ista.ISTA(0.1, l1_penalty=0.5, penalties={gamma.path: 2.0}),
                                       "mixed_float16")
     assert isinstance(scaled, keras.optimizers.LossScaleOptimizer)
-    assert precision.inner_optimizer(scaled) is scaled.inner_optimizer
+    assert mixed_precision.inner_optimizer(scaled) is scaled.inner_optimizer
     start = [v.numpy() for v in (gamma, other)]
     scaled.build([gamma, other])
     scale = float(scaled.dynamic_scale.numpy())
