@@ -16,7 +16,7 @@ setup(
     install_requires=["tensorflow>=2.16", "tensorflow-datasets", "numpy", "absl-py"],
     # litert: LiteRT's interpreter for the exported model.tflite, used instead of the deprecated
     # tf.lite.Interpreter when installed (optional; conversion needs only TensorFlow).
-    extras_require={"test": ["pytest"], "litert": ["ai-edge-litert"]},
+    extras_require={"test": ["pytest", "pytest-xdist"], "litert": ["ai-edge-litert"]},
     entry_points={"console_scripts": [
         "cifar10_train=cifar10_prune.train:run",
         "cifar10_eval=cifar10_prune.eval:run",

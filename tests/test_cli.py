@@ -309,6 +309,7 @@ def test_flag_defaults_are_the_originals():
     assert train_fv["model"].value == "resnet20" and train_fv["dataset_source"].value == "binary"
 
 
+@pytest.mark.slow
 def test_run_experiments_script_with_baseline(tiny_data, tmp_path):
     out_dir = str(tmp_path / "recipe")
     proc = subprocess.run(["bash", "run_experiments.sh", "--data_dir", tiny_data, "--train_dir", out_dir,

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import tensorflow as tf
 
 from cifar10_prune import models, stages
@@ -54,6 +55,7 @@ def _expected_widths(stage0_dir, path):
     return {unit: n - zero for unit, (zero, n) in ista.sparsity(model, models.penalties(model))[2].items()}
 
 
+@pytest.mark.slow
 def test_kill_9_at_random_points_then_rerun(tiny_data, tmp_path):
     rng = random.Random(8)
     base = str(tmp_path / "crash")
@@ -128,6 +130,7 @@ def _files(directory):
             if not n.startswith("events.")}
 
 
+@pytest.mark.slow
 def test_full_disk_is_a_clear_error_and_loses_nothing(tiny_data, tmp_path):
     base = str(tmp_path / "full")
     args = _train_args(tiny_data, base, "--log_frequency", 2)
