@@ -20,6 +20,7 @@ kept its runs has newer checkpoints than the repository). Standard library only,
 before anything is installed.
 """
 import argparse
+import filecmp
 import os
 import re
 import shutil
@@ -63,7 +64,7 @@ def save(runs_dir, state_dir):
     copied = 0
     for rel in sorted(wanted):
         src, dst = os.path.join(runs_dir, rel), os.path.join(state_dir, rel)
-        if os.path.exists(dst) and _same(src, dst):
+        if os.path.exists(dst) and filecmp.cmp(src, dst, shallow=False):
             continue
         os.makedirs(os.path.dirname(dst), exist_ok=True)
         shutil.copy2(src, dst)
@@ -90,13 +91,6 @@ def restore(runs_dir, state_dir):
             copied += 1
     print("restored %d files into %s (%d already there, left as they were)"
           % (copied, runs_dir, kept))
-
-
-def _same(a, b):
-    if os.path.getsize(a) != os.path.getsize(b):
-        return False
-    with open(a, "rb") as fa, open(b, "rb") as fb:
-        return fa.read() == fb.read()
 
 
 def main():
