@@ -9,8 +9,8 @@ from absl import flags
 
 from cifar10_prune import data, export, console, models, stages, tflite
 from cifar10_prune.pruning import ExponentialMovingAverage
-from conftest import REPO, run_cli
-from test_fold import narrowed, randomize_batch_norms
+from conftest import REPO, randomize_batch_norms, run_cli
+from test_fold import narrowed
 
 
 def images(n, seed=0):

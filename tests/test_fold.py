@@ -6,21 +6,7 @@ import pytest
 from cifar10_prune import fold, models
 from cifar10_prune.pruning import EmptyConv2D
 from cifar10_prune.spec import ArchSpec
-
-
-def randomize_batch_norms(model, seed=0):
-    """Non-trivial statistics and affine parameters, so that folding them is visible: a
-    freshly built BN (mean 0, variance 1, gamma 1, beta 0) is almost the identity."""
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            n = layer.moving_mean.shape[0]
-            layer.moving_mean.assign(rng.normal(0.0, 0.5, n))
-            layer.moving_variance.assign(rng.uniform(0.05, 3.0, n))
-            layer.beta.assign(rng.normal(0.0, 0.5, n))
-            if layer.scale:
-                layer.gamma.assign(rng.normal(0.0, 1.0, n))
-    return model
+from conftest import randomize_batch_norms
 
 
 def narrowed(name, **widths):
