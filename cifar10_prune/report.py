@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 from absl import flags
 
-from cifar10_prune import charts, cli, costs, models, summaries
+from cifar10_prune import charts, cli, costs, models, published, summaries
 from cifar10_prune.flags.report import define_report_flags
 from cifar10_prune.pruning import ista
 from cifar10_prune.spec import ArchSpec
@@ -167,8 +167,9 @@ def markdown(rows, speed=None, baseline=None):
     return "\n".join(lines) + "\n"
 
 
-def curves_svg(train_dir, baseline_dir=None):
-    """Fake sparsity and group lasso against the step, stage boundaries dashed."""
+def curves_svg(train_dir, baseline_dir=None, original=False):
+    """Fake sparsity and group lasso against the step, stage boundaries dashed; with
+    `original`, the README's logged points of stage 1 beside them."""
     frames = []
     runs = {"pruned run": curves(train_dir)}
     if baseline_dir:
@@ -176,6 +177,8 @@ def curves_svg(train_dir, baseline_dir=None):
     marks = runs["pruned run"][1]
     for tag, title in (("fake_sparsity", "fake sparsity"), ("group_lasso", "group lasso")):
         series = {name: c[tag] for name, (c, _) in runs.items() if c[tag]}
+        if original:
+            series["original's README (stage 1)"] = published.stage1_points()[tag]
         frames.append(charts.line_frame("%s (stages start at the dashed lines)" % title,
                                         "step from the start of stage 0", title, series, marks))
     return charts.document(frames)
@@ -213,6 +216,10 @@ def write_report(train_dir, time_models=False, baseline_dir=None, log=print):
                  if os.path.exists(os.path.join(train_dir, d))}
         speed = time_saved_models(paths) if paths else None
     text = markdown(rows, speed, baseline)
+    original = published.applies(read_architecture(run_stage_dir(train_dir, 1)).model, rows)
+    if original:
+        stage1 = summaries.read_scalars(run_stage_dir(train_dir, 1))
+        text += "\n" + "\n".join(published.comparison(rows, stage1, baseline)) + "\n"
     log(text)
     outputs = {
         "results.md": text,
@@ -220,7 +227,7 @@ def write_report(train_dir, time_models=False, baseline_dir=None, log=print):
                                     "inference_images_per_sec": speed}, indent=2),
         "widths.svg": charts.widths_svg(read_architecture(run_stage_dir(train_dir, 1)).dense_widths,
                                         [("stage %d" % r["stage"], r["widths"]) for r in rows]),
-        "curves.svg": curves_svg(train_dir, baseline_dir),
+        "curves.svg": curves_svg(train_dir, baseline_dir, original),
         "params_precision.svg": params_precision_svg(rows, baseline),
     }
     for name, content in outputs.items():

@@ -1,0 +1,60 @@
+"""The report's comparison with the original's published run (cifar10_prune.published)."""
+from cifar10_prune import published, report
+
+
+def _rows(schedule, params=(281304, 200000, 200000), precision=(0.7, 0.88, 0.9)):
+    return [{"stage": i, "version": i + 1, "l1_penalty": l1, "steps": steps,
+             "learning_rate": lr, "total_params": params[i], "precision_at_1": precision[i],
+             "test_loss": 1.0 - precision[i]}
+            for i, (l1, steps, lr) in enumerate(schedule)]
+
+
+def _cells(lines, label):
+    """The cells of the table row whose first cell starts with `label`."""
+    row = next(l for l in lines if l.startswith("| " + label))
+    return [c.strip() for c in row.strip("|").split("|")]
+
+
+def test_only_the_published_resnet20_schedule_is_compared():
+    full = [(0.001, 30000, 0.1), (0.005, 50000, 0.1), (0.0, 50000, 0.01)]
+    assert published.applies("resnet20", _rows(full))
+    assert not published.applies("cnn4", _rows(full))
+    scaled = [(l1, steps // 10, lr) for l1, steps, lr in full]  # --steps_scale 0.1
+    assert not published.applies("resnet20", _rows(scaled))
+    assert not published.applies("resnet20", _rows(full)[:2])  # stage 2 not finished
+
+
+def test_comparison_puts_each_run_in_its_column():
+    full = [(0.001, 30000, 0.1), (0.005, 50000, 0.1), (0.0, 50000, 0.01)]
+    run = _rows(full, params=(281304, 180001, 180001), precision=(0.8, 0.9012, 0.9034))
+    dense = _rows([(0.0, s, lr) for _, s, lr in full], params=(281304,) * 3,
+                  precision=(0.81, 0.9111, 0.9222))
+    step = min(published.STAGE1_LOG)
+    # Logged every 100 steps: the README's step is read, not its neighbours.
+    scalars = {"fake_sparsity": [(step - 100, 0.1), (step, 0.31), (step + 100, 0.5)],
+               "group_lasso": [(step - 100, 40.0), (step, 28.5), (step + 100, 20.0)]}
+    lines = published.comparison(run, scalars, dense)
+
+    readme_loss, readme_lasso, readme_sparsity = published.STAGE1_LOG[step]
+    assert _cells(lines, "fake sparsity at step")[1:] == ["%.2f" % readme_sparsity, "0.31", "-"]
+    assert _cells(lines, "group lasso at step")[1:] == ["%.2f" % readme_lasso, "28.50", "-"]
+    params, precision, _ = published.EVALS[3]
+    assert _cells(lines, "total params after stage 2")[1:] == [str(params), "180001", "281304"]
+    assert _cells(lines, "precision @ 1 after stage 1")[2:] == ["0.9012", "0.9111"]
+    assert _cells(lines, "precision @ 1 after stage 2")[1:] == ["%.4f" % precision, "0.9034", "0.9222"]
+    # Without a baseline or the logged step, those cells say so instead of inventing a value.
+    bare = published.comparison(run, {}, None)
+    assert _cells(bare, "fake sparsity at step")[2] == "-"
+    assert _cells(bare, "precision @ 1 after stage 2")[3] == "-"
+
+
+def test_readme_points_sit_where_the_report_places_stage_1():
+    points = published.stage1_points()
+    steps = sorted(published.STAGE1_LOG)
+    stage0_steps = published.SCHEDULE[0][1]
+    assert [s for s, _ in points["fake_sparsity"]] == [stage0_steps + s for s in steps]
+    assert [v for _, v in points["group_lasso"]] == [published.STAGE1_LOG[s][1] for s in steps]
+    # The chart draws them as one more line in each frame.
+    frame = report.charts.line_frame("t", "x", "y", {"run": [(0, 0.0), (1, 1.0)],
+                                                     "readme": points["fake_sparsity"]})
+    assert frame.svg().count("<polyline") == 2
