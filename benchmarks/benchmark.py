@@ -60,19 +60,41 @@ QUICK = dict(steps=3, warmup_steps=1, rounds=2, pipeline_steps=10, infer_calls=2
              infer_calls_batch1=10, infer_rounds=2)
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+def measurement_parser(doc, full, quick, warmup_help, rounds_help):
+    """An argument parser with the options every training benchmark here has; `full`/`quick`
+    give the defaults of the count options, filled in by `parse_measurement`."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data_dir", default="/tmp/cifar10_data",
                    help="directory holding cifar-10-batches-bin/ (default %(default)s)")
     p.add_argument("--batch_size", type=int, default=125, help="default %(default)s")
     p.add_argument("--steps", type=int, help="timed training steps per measurement "
-                   "(default %d, --quick %d)" % (FULL["steps"], QUICK["steps"]))
-    p.add_argument("--warmup_steps", type=int, help="untimed steps/batches/calls before timing "
-                   "(default %d, --quick %d)" % (FULL["warmup_steps"], QUICK["warmup_steps"]))
-    p.add_argument("--rounds", type=int, help="interleaved repetitions of the pipeline and "
-                   "training measurements (default %d, --quick %d)"
-                   % (FULL["rounds"], QUICK["rounds"]))
+                   "(default %d, --quick %d)" % (full["steps"], quick["steps"]))
+    p.add_argument("--warmup_steps", type=int, help="%s (default %d, --quick %d)"
+                   % (warmup_help, full["warmup_steps"], quick["warmup_steps"]))
+    p.add_argument("--rounds", type=int, help="%s (default %d, --quick %d)"
+                   % (rounds_help, full["rounds"], quick["rounds"]))
+    p.add_argument("--quick", action="store_true", help="few steps: a smoke run, not a "
+                   "measurement")
+    return p
+
+
+def parse_measurement(p, argv, full, quick, positive):
+    """Parse `argv`, fill the count options left unset from `full` or `quick`, and refuse any
+    of `positive` below 1."""
+    args = p.parse_args(argv)
+    for name, value in (quick if args.quick else full).items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    for name in ("batch_size",) + tuple(positive):
+        if getattr(args, name) < 1:
+            p.error("--%s must be >= 1" % name)
+    return args
+
+
+def parse_args(argv=None):
+    p = measurement_parser(__doc__, FULL, QUICK, "untimed steps/batches/calls before timing",
+                           "interleaved repetitions of the pipeline and training measurements")
     p.add_argument("--pipeline_steps", type=int, help="batches per pipeline measurement; more "
                    "than --steps because the pipeline is fast (default %d, --quick %d)"
                    % (FULL["pipeline_steps"], QUICK["pipeline_steps"]))
@@ -93,16 +115,7 @@ def parse_args(argv=None):
     p.add_argument("--output", help="JSON results file (default benchmarks/results.json; "
                    "benchmarks/results-quick.json with --quick, so a smoke run never "
                    "overwrites a measurement)")
-    p.add_argument("--quick", action="store_true", help="few steps: a smoke run, not a "
-                   "measurement")
-    args = p.parse_args(argv)
-    for name, value in (QUICK if args.quick else FULL).items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
-    for name in ("batch_size", "steps", "warmup_steps", "rounds", "pipeline_steps",
-                 "infer_calls", "infer_calls_batch1", "infer_rounds"):
-        if getattr(args, name) < 1:
-            p.error("--%s must be >= 1" % name)
+    args = parse_measurement(p, argv, FULL, QUICK, FULL)
     if args.output is None:
         args.output = os.path.join(HERE, "results-quick.json" if args.quick else "results.json")
     if not 0 < args.slim_fraction <= 1:

@@ -35,7 +35,6 @@ trained through TensorFlow's fused kernel (see benchmarks/README.md).
 Prints a Markdown table and writes everything (raw measurements, medians, per-round ratios, the
 profile, machine and versions) as JSON to `--output`.
 """
-import argparse
 import collections
 import datetime
 import glob
@@ -49,8 +48,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:  # benchmark.py's helpers, also when this file is imported
     sys.path.insert(0, HERE)
 
-from benchmark import (OurTrainer, load_average, machine_info, median, progress,  # noqa: E402
-                       rotate, warm_up)
+from benchmark import (OurTrainer, load_average, machine_info, measurement_parser, median,  # noqa: E402
+                       parse_measurement, progress, rotate, warm_up)
 
 TARGET_MIXED_VS_FP32 = 1.3  # mixed / float32 training images/s >= 1.3 (CPU with bfloat16)
 RUNS = (("ours_ista", "float32"), ("ours_mixed", "mixed_bfloat16"))  # JSON name, dtype policy
@@ -61,18 +60,8 @@ QUICK = dict(steps=3, warmup_steps=1, rounds=2, matmul_calls=2, profile_steps=2)
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data_dir", default="/tmp/cifar10_data",
-                   help="directory holding cifar-10-batches-bin/ (default %(default)s)")
-    p.add_argument("--batch_size", type=int, default=125, help="default %(default)s")
-    p.add_argument("--steps", type=int, help="timed training steps per measurement "
-                   "(default %d, --quick %d)" % (FULL["steps"], QUICK["steps"]))
-    p.add_argument("--warmup_steps", type=int, help="steps of the untimed warm-up fit of each "
-                   "run (default %d, --quick %d)" % (FULL["warmup_steps"], QUICK["warmup_steps"]))
-    p.add_argument("--rounds", type=int, help="interleaved repetitions of the float32, mixed "
-                   "and matmul measurements (default %d, --quick %d)"
-                   % (FULL["rounds"], QUICK["rounds"]))
+    p = measurement_parser(__doc__, FULL, QUICK, "steps of the untimed warm-up fit of each run",
+                           "interleaved repetitions of the float32, mixed and matmul measurements")
     p.add_argument("--matmul_size", type=int, default=2048,
                    help="n of the n x n x n matmul timing the machine's float32 and bfloat16 "
                    "rates (default %(default)s)")
@@ -86,15 +75,8 @@ def parse_args(argv=None):
     p.add_argument("--output", help="JSON results file (default benchmarks/results-mixed.json; "
                    "benchmarks/results-mixed-quick.json with --quick, so a smoke run never "
                    "overwrites a measurement)")
-    p.add_argument("--quick", action="store_true", help="few steps: a smoke run, not a "
-                   "measurement")
-    args = p.parse_args(argv)
-    for name, value in (QUICK if args.quick else FULL).items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
-    for name in ("batch_size", "steps", "warmup_steps", "rounds", "matmul_size", "matmul_calls"):
-        if getattr(args, name) < 1:
-            p.error("--%s must be >= 1" % name)
+    args = parse_measurement(p, argv, FULL, QUICK,
+                             ("steps", "warmup_steps", "rounds", "matmul_size", "matmul_calls"))
     if args.profile_steps < 0:
         p.error("--profile_steps must be >= 0")
     if args.output is None:
