@@ -4,13 +4,17 @@
 #
 #   ./run_experiments.sh [--data_dir DIR] [--train_dir DIR] [--model resnet20|cnn4]
 #                        [--steps_scale S] [--quick] [--l1_penalties A,B,C] [--baseline]
-#                        [any other flag for every train/eval call]
+#                        [--target_macs F] [any other flag for every train/eval call]
 #
 # --steps_scale S multiplies every stage's max_steps (at least 1 step).
 # --quick: a short resnet20 schedule that prunes (800 + 2000 + 1200 steps, l1 0.001, 0.008, 0;
 #   BN statistics re-estimated from 100 batches): 500,000 images per run; README, Quick start, says how long.
 # --l1_penalties replaces the three stages' l1_penalty (e.g. 0.0002,0.002,0 for cnn4 model B;
 #   0,0,0 trains the dense baseline of a schedule).
+# --target_macs F: a budget for the sparsifying stage (stage 2 of 3) of the pruned run: lambda
+#   is raised from its l1_penalty until the zeros leave at most F of the dense conv multiply-adds,
+#   and the stage ends there (README, "Prune to a budget"). With --prune_block_outputs (passed to
+#   every call) resnet20's residual stream is pruned too.
 # --baseline also trains the dense baseline (the same schedule and flags with l1_penalty 0)
 #   into TRAIN_DIR/baseline, exports it as saved_model_dense and compares it in the report.
 # Everything goes under --train_dir: stages cifar10_train_{0..3}, evals eval_{1..3},
@@ -29,6 +33,7 @@ PYTHON=${PYTHON:-python}
 L1_OVERRIDE=""
 QUICK=0
 BASELINE=0
+TARGET_MACS=""
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -44,7 +49,9 @@ while [ $# -gt 0 ]; do
     --l1_penalties=*) L1_OVERRIDE=${1#*=}; shift ;;
     --quick) QUICK=1; EXTRA=(--recalibrate_bn 100); shift ;;
     --baseline) BASELINE=1; shift ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    --target_macs) TARGET_MACS=$2; shift 2 ;;
+    --target_macs=*) TARGET_MACS=${1#*=}; shift ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     --*=*) PASS+=("$1"); shift ;;
     # As --name=value: absl leaves the value of a flag it skips (--undefok) as a stray argument.
     --*) if [ $# -gt 1 ] && [[ "$2" != --* ]]; then PASS+=("$1=$2"); shift 2; else PASS+=("$1"); shift; fi ;;
@@ -98,16 +105,19 @@ step() {
 
 COMMON=(--data_dir "$DATA_DIR" "${EXTRA[@]+"${EXTRA[@]}"}" "${PASS[@]+"${PASS[@]}"}" "${UNDEFOK[@]+"${UNDEFOK[@]}"}")
 
-# recipe NAME DIR L1_0 L1_1 L1_2: the three stages and their evals under DIR.
+# recipe NAME DIR L1_0 L1_1 L1_2 [TARGET_MACS]: the three stages and their evals under DIR.
 recipe() {
   local name=$1 dir=$2 base=$2/cifar10_train
-  local l1=("$3" "$4" "$5")
+  local l1=("$3" "$4" "$5") target=${6:-}
   mkdir -p "$dir"
   for v in 0 1 2; do
     steps=$("$PYTHON" -c "import sys; print(max(1, int(round(float(sys.argv[1]) * int(sys.argv[2])))))" "$SCALE" "${STEPS[$v]}")
-    echo "run_experiments.sh: $name, stage $((v + 1)) of 3 (--checkpoint_version $v: l1_penalty ${l1[$v]}, $steps steps, learning rate ${LR[$v]})"
+    budget=()
+    if [ $v -eq 1 ] && [ -n "$target" ]; then budget=(--target_macs "$target"); fi
+    echo "run_experiments.sh: $name, stage $((v + 1)) of 3 (--checkpoint_version $v: l1_penalty ${l1[$v]}${budget[*]:+ raised until $target of the dense multiply-adds}, $steps steps, learning rate ${LR[$v]})"
     step "$PYTHON" -m cifar10_prune.train --model "$MODEL" --train_dir "$base" --checkpoint_version $v \
-      --l1_penalty "${l1[$v]}" --max_steps "$steps" --learning_rate "${LR[$v]}" "${COMMON[@]}"
+      --l1_penalty "${l1[$v]}" --max_steps "$steps" --learning_rate "${LR[$v]}" \
+      "${budget[@]+"${budget[@]}"}" "${COMMON[@]}"
     # --checkpoint_iter 0: the compressed end of stage v, also when a rerun finds stage v+1
     # trained since (its newest checkpoint is then a later one).
     step "$PYTHON" -m cifar10_prune.eval --checkpoint_dir "$base" --checkpoint_version $((v + 1)) \
@@ -124,7 +134,7 @@ export_once() {  # export_once CHECKPOINT_DIR VERSION EXPORT_DIR: derived data, 
 START=$SECONDS
 NAME=$MODEL
 if [ $BASELINE -eq 1 ]; then NAME="$MODEL pruned run (1 of 2)"; fi
-recipe "$NAME" "$TRAIN_DIR" "${L1[@]}"
+recipe "$NAME" "$TRAIN_DIR" "${L1[@]}" "$TARGET_MACS"
 export_once "$TRAIN_DIR/cifar10_train" 3 "$TRAIN_DIR/saved_model"
 echo "run_experiments.sh: the three stages took $(( (SECONDS - START) / 60 )) min $(( (SECONDS - START) % 60 )) s"
 REPORT=(--train_dir "$TRAIN_DIR" --time_saved_models)

@@ -17,7 +17,7 @@ from absl import flags
 from cifar10_prune import cli, costs, data, evaluation, stages, summaries
 from cifar10_prune.flags.eval import define_eval_flags
 from cifar10_prune.recalibrate import recalibrate_bn
-from cifar10_prune.spec import ArchSpec, width_table
+from cifar10_prune.spec import width_table
 
 FLAGS = flags.FLAGS
 
@@ -26,9 +26,9 @@ def evaluate_checkpoint(spec, path, dataset, train_dataset, writer):
     model = stages.load_averaged(spec, path, FLAGS.weight_decay)
     params = costs.param_count(model)
     print("total params: %d" % params)
-    if spec != ArchSpec.dense(spec.model):
+    if spec != spec.unpruned():
         print("channels kept (dense -> this model):")
-        for line in width_table(ArchSpec.dense(spec.model), spec):
+        for line in width_table(spec.unpruned(), spec):
             print("  " + line)
     if train_dataset is not None:
         recalibrate_bn(model, train_dataset, FLAGS.recalibrate_bn)

@@ -21,7 +21,6 @@ from absl import flags
 
 from cifar10_prune import cli, costs, data, fold, models, stages, storage, tflite
 from cifar10_prune.flags.export import define_export_flags
-from cifar10_prune.spec import ArchSpec
 
 FLAGS = flags.FLAGS
 
@@ -81,7 +80,7 @@ def main(argv):
     spec = stages.spec_for_eval(directory, fv.model, fv.is_compressed)
     path = stages.checkpoint_path(directory, fv.checkpoint_iter)
     model = stages.load_averaged(spec, path)
-    dense = models.build_model(ArchSpec.dense(spec.model))
+    dense = models.build_model(spec.unpruned())
     quantize = None if fv.tflite_quantize == "none" else fv.tflite_quantize
     export_saved_model(model, fv.export_dir, fold_batch_norms=fv.fold_batch_norms,
                        tflite_file=fv.tflite, tflite_quantize=quantize)

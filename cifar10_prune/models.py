@@ -11,7 +11,7 @@ import keras
 from cifar10_prune import mixed_precision, pruning
 from cifar10_prune.layers import PrunableBatchNorm
 from cifar10_prune.pruning import EmptyConv2D
-from cifar10_prune.spec import DENSE_WIDTHS, ArchSpec
+from cifar10_prune.spec import BLOCK_OUTPUT_WIDTHS, DENSE_WIDTHS, ArchSpec
 
 IMAGE_SHAPE = (32, 32, 3)
 NUM_CLASSES = 10
@@ -39,7 +39,9 @@ def build_model(spec, weight_decay=0.0005, dtype_policy="float32", folded=False)
     if not isinstance(spec, ArchSpec):
         raise TypeError("build_model takes an ArchSpec, e.g. ArchSpec.dense('resnet20')")
     builder = {"resnet20": _resnet20, "cnn4": _cnn4}[spec.model]
-    return builder(spec.widths, weight_decay, mixed_precision.dtype_policy(dtype_policy), folded)
+    decay = weight_decay if spec.model == "resnet20" else 0.0  # the original's cnn4 has none
+    b = _Builder(decay, mixed_precision.dtype_policy(dtype_policy), folded, spec.block_outputs)
+    return builder(spec.widths, b)
 
 
 def _architecture(model):
@@ -54,9 +56,14 @@ def _architecture(model):
 def spec_of(model):
     """The `ArchSpec` of a model built by `build_model` (unfolded), read off its graph: the
     width of every prunable layer present, 0 for the layers pruned away."""
-    widths = dict.fromkeys(DENSE_WIDTHS[_architecture(model)], 0)
-    widths.update({g.unit: g.width for g in pruning.find_groups(model) if g.prunable})
-    return ArchSpec(model.name, widths)
+    name = _architecture(model)
+    prunable = {g.unit: g.width for g in pruning.find_groups(model) if g.prunable}
+    # The residual stream is prunable exactly when its batch norms were built with gammas.
+    stages = BLOCK_OUTPUT_WIDTHS.get(name, {})
+    block_outputs = bool(stages) and set(stages) <= set(prunable)
+    widths = dict.fromkeys(DENSE_WIDTHS[name], 0)
+    widths.update(prunable)
+    return ArchSpec(name, widths, block_outputs)
 
 
 def penalties(model):
@@ -68,7 +75,7 @@ def penalties(model):
     narrowed, and cnn4's fc1 (4x4) is counted with a 3x3 kernel as conv3's reader.
     """
     name = _architecture(model)
-    dense, quirks = DENSE_WIDTHS[name], _NEXT_KERNEL_QUIRKS[name]
+    dense, quirks = _dense_filters(name), _NEXT_KERNEL_QUIRKS[name]
 
     def reader_cost(group, reader):
         kernel = quirks.get(group.unit, reader.kernel_size)
@@ -77,10 +84,22 @@ def penalties(model):
     return pruning.penalties(model, reader_cost)
 
 
+def _dense_filters(name):
+    """{conv name: its dense number of filters} for the convs a pruned model may narrow: the
+    prunable units and, for resnet20, the convs of the residual stream (narrowed only when its
+    block outputs are pruned; so reading them here changes nothing for the paper's pattern)."""
+    dense = dict(DENSE_WIDTHS[name])
+    if name == "resnet20":
+        for g, width in enumerate((16, 32, 64), start=1):
+            dense.update({"g%db%dc1" % (g, b): width for b in range(3)})
+            dense.update({"first_conv": 16} if g == 1 else {"g%db0shortcut" % g: width})
+    return dense
+
+
 class _Builder:
     """Small helpers shared by both architectures."""
 
-    def __init__(self, weight_decay, policy, folded=False):
+    def __init__(self, weight_decay, policy, folded=False, block_outputs=False):
         self.images = keras.Input(IMAGE_SHAPE, name="images")
         # Every layer gets the policy: a float32 layer between two 16-bit ones would cast the
         # activations up and down again.
@@ -91,6 +110,8 @@ class _Builder:
         # folded into the conv before it (kernel scaled, plus a bias); conv + bias (+ ReLU) is
         # what TensorFlow's CPU kernels fuse into one op.
         self.folded = folded
+        # The residual stream's batch norms get a gamma (and so become prunable) only then.
+        self.block_outputs = block_outputs
 
     def conv(self, x, filters, kernel, name, strides=1, padding="same", output_size=None):
         """A conv, or an `EmptyConv2D` when its input has no channels left (x is None)."""
@@ -121,13 +142,14 @@ class _Builder:
         return keras.layers.Reshape((NUM_CLASSES,), name="squeeze", dtype="float32")(x)
 
 
-def _resnet20(widths, weight_decay, policy, folded):
-    b = _Builder(weight_decay, policy, folded)
-    x = b.conv(b.images, 16, 3, "first_conv")
-    x = b.bn(x, "first_conv_bn", scale=False)
+def _resnet20(widths, b):
+    # Each stage's width of the residual stream: dense unless its block outputs are pruned.
+    stream = [widths.get(u, w) for u, w in BLOCK_OUTPUT_WIDTHS["resnet20"].items()]
+    x = b.conv(b.images, stream[0], 3, "first_conv")
+    x = b.bn(x, "first_conv_bn", scale=b.block_outputs)
     x = b.relu(x, "first_conv_relu")
     size = IMAGE_SHAPE[0]
-    for group, width in enumerate((16, 32, 64), start=1):
+    for group, width in enumerate(stream, start=1):
         for block in range(3):
             unit = "g%db%dc0" % (group, block)
             prefix = unit[:-2]
@@ -139,11 +161,11 @@ def _resnet20(widths, weight_decay, policy, folded):
                 h = b.bn(h, unit + "_bn")
                 h = b.relu(h, unit + "_relu")
             h = b.conv(h, width, 3, prefix + "c1", output_size=(size, size))
-            h = b.bn(h, prefix + "c1_bn", scale=False)  # no ReLU
+            h = b.bn(h, prefix + "c1_bn", scale=b.block_outputs)  # no ReLU
             shortcut = x
             if stride == 2:
                 shortcut = b.conv(x, width, 2, prefix + "shortcut", strides=2)
-                shortcut = b.bn(shortcut, prefix + "shortcut_bn", scale=False)
+                shortcut = b.bn(shortcut, prefix + "shortcut_bn", scale=b.block_outputs)
             # No ReLU after the sum.
             x = keras.layers.Add(name=prefix + "add", **b.dtype)([shortcut, h])
     x = keras.layers.AveragePooling2D(8, padding="valid", name="avg_pool", **b.dtype)(x)
@@ -151,9 +173,7 @@ def _resnet20(widths, weight_decay, policy, folded):
     return keras.Model(b.images, b.logits(x), name="resnet20")
 
 
-def _cnn4(widths, weight_decay, policy, folded):
-    del weight_decay  # the original's cnn4 has none
-    b = _Builder(0.0, policy, folded)
+def _cnn4(widths, b):
     x, size = b.images, IMAGE_SHAPE[0]
     for unit, kernel in (("conv1", 5), ("conv2", 5), ("conv3", 3)):
         if widths[unit]:

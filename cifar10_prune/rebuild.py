@@ -54,7 +54,13 @@ def narrow(spec, model, averages=None, weight_decay=0.0005, absorb=True):
     widths = {name: 0 for name in spec.widths}  # units absent from the model feed nothing
     widths.update({g.unit: g.width - found.removed[g.unit].size
                    for g in found.analysis.groups if g.prunable})
-    new_spec = ArchSpec(spec.model, widths)
+    for unit in spec.stage_units:
+        if widths[unit] == 0:
+            raise ValueError("every channel of the residual-stream stage %s has gamma 0 in all "
+                             "its batch norms: the classifier would read nothing. Lower "
+                             "--l1_penalty (or the budget's target) and train the stage again "
+                             "from an earlier checkpoint" % unit)
+    new_spec = ArchSpec(spec.model, widths, spec.block_outputs)
     new_model = models.build_model(new_spec, weight_decay)
     built = models.spec_of(new_model)
     if built != new_spec:

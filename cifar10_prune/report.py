@@ -22,10 +22,9 @@ import numpy as np
 import tensorflow as tf
 from absl import flags
 
-from cifar10_prune import charts, cli, costs, models, published, summaries
+from cifar10_prune import charts, cli, costs, models, published, pruning, summaries
 from cifar10_prune.flags.report import define_report_flags
 from cifar10_prune.pruning import ista
-from cifar10_prune.spec import ArchSpec
 from cifar10_prune.stages import (ARCHITECTURE_FILE, StageError, has_architecture,
                                   read_architecture, read_provenance, run_eval_dir,
                                   run_stage_dir)
@@ -40,8 +39,12 @@ def _end_sparsity(before, after):
     """The original's fake sparsity at the end of a stage: rho-weighted share of the channels
     that its compression removed (rho of the model the stage trained)."""
     model = models.build_model(before)
+    # Members of a coupled group (the residual stream's batch norms) share its unit's width.
+    unit_of = {layer.name: group.unit for group in pruning.find_groups(model)
+               for layer, _ in group.producers}
     zero = total = 0.0
-    for unit, rho, _ in ista.penalized(model, models.penalties(model)):
+    for name, rho, _ in ista.penalized(model, models.penalties(model)):
+        unit = unit_of[name]
         zero += rho * (before.widths[unit] - after.widths[unit])
         total += rho * before.widths[unit]
     return zero / total if total else 0.0
@@ -56,7 +59,7 @@ def collect(train_dir):
         spec = read_architecture(stage_dir)
         before = run_stage_dir(train_dir, version - 1)
         before = (read_architecture(before) if has_architecture(before)
-                  else ArchSpec.dense(spec.model))
+                  else spec.unpruned())
         model = models.build_model(spec)
         trained = record.get("trained_with", {})
         row = {"stage": version - 1, "version": version, "l1_penalty": trained.get("l1_penalty"),

@@ -216,21 +216,29 @@ def _train_command(base, version):
             "(with that stage's --l1_penalty/--max_steps)" % (base, version))
 
 
-def spec_for_training(base, version, model, model_explicit=False):
-    """The architecture stage `version` trains: dense `model` for a new stage 0, otherwise the
-    one stored in its directory. Raises StageError naming the fix when it is missing."""
+def spec_for_training(base, version, model, model_explicit=False, block_outputs=None):
+    """The architecture stage `version` trains: dense `model` for a new stage 0 (with its block
+    outputs prunable if `block_outputs`), otherwise the one stored in its directory, whose
+    setting of block outputs holds (`block_outputs` None: not given; a given one must agree).
+    Raises StageError naming the fix when it is missing or contradicted."""
     directory = stage_dir(base, version)
     if has_architecture(directory):
         spec = read_architecture(directory)
         if model_explicit and spec.model != model:
             raise StageError("--model %s, but %s holds a %s stage; drop --model or use another "
                              "--train_dir" % (model, directory, spec.model))
+        if block_outputs is not None and block_outputs != spec.block_outputs:
+            raise StageError("--%sprune_block_outputs, but %s holds a stage whose block outputs "
+                             "are %spruned (its %s says so); drop the flag or use another "
+                             "--train_dir" % ("" if block_outputs else "no", directory,
+                                              "" if spec.block_outputs else "not ",
+                                              ARCHITECTURE_FILE))
         return spec
     if version == 0:
         if tf.train.latest_checkpoint(directory):
             raise StageError("%s has checkpoints but no %s; it was not written by this package"
                              % (directory, ARCHITECTURE_FILE))
-        return ArchSpec.dense(model)
+        return ArchSpec.dense(model, bool(block_outputs))
     raise StageError(
         "stage %d starts from the compressed model that stage %d writes into %s, but %s has no "
         "%s. Produce it first with:\n  %s"
@@ -244,7 +252,9 @@ def spec_for_eval(directory, model, is_compressed):
         raise StageError("%s does not exist; check --checkpoint_dir and --checkpoint_version "
                          "(stage N is read from <checkpoint_dir>_N)" % directory)
     if not is_compressed:
-        return ArchSpec.dense(model)
+        # The dense --model, with gammas on its residual stream if the stage was trained so.
+        recorded = has_architecture(directory) and read_architecture(directory).block_outputs
+        return ArchSpec.dense(model, recorded)
     if not has_architecture(directory):
         raise StageError("%s has no %s (written when a stage starts or is compressed); check "
                          "--checkpoint_dir/--checkpoint_version, or pass --is_compressed=false "

@@ -16,8 +16,8 @@ import sys
 import tensorflow as tf
 from absl import flags
 
-from cifar10_prune import (cli, data, distribute, mixed_precision, models, rescale, seeding,
-                           stages, training)
+from cifar10_prune import (cli, data, distribute, mixed_precision, models, pruning, rescale,
+                           seeding, stages, training)
 from cifar10_prune.lock import StageLock
 from cifar10_prune.flags.train import define_train_flags
 from cifar10_prune.pruning import ista
@@ -33,7 +33,9 @@ def main(argv):
     tf.debugging.set_log_device_placement(FLAGS.log_device_placement)
     version = FLAGS.checkpoint_version
     train_dir = stages.stage_dir(FLAGS.train_dir, version)
-    spec = stages.spec_for_training(FLAGS.train_dir, version, FLAGS.model, FLAGS["model"].present)
+    spec = stages.spec_for_training(
+        FLAGS.train_dir, version, FLAGS.model, FLAGS["model"].present,
+        FLAGS.prune_block_outputs if FLAGS["prune_block_outputs"].present else None)
     print(seeding.seed_everything(FLAGS.seed))
 
     policy = mixed_precision.policy_name(FLAGS.use_fp16)
@@ -45,15 +47,31 @@ def main(argv):
         model = models.build_model(spec, FLAGS.weight_decay, dtype_policy=policy)
         optimizer = ista.ISTA(training.learning_rate_schedule(FLAGS.learning_rate,
                                                               FLAGS.batch_size),
-                              l1_penalty=FLAGS.l1_penalty, penalties=models.penalties(model))
+                              l1_penalty=FLAGS.l1_penalty, penalties=models.penalties(model),
+                              adaptive=_has_budget())
         optimizer = mixed_precision.wrap_optimizer(optimizer, policy)  # loss scaling for float16 only
+    budget = _budget(spec, optimizer) if _has_budget() else None
     trainer = training.Trainer(model, optimizer, train_dir, FLAGS.save_checkpoint_secs,
                                strategy=strategy)
     with StageLock(train_dir) if trainer.workdir.chief else contextlib.nullcontext():
-        train_stage(trainer, version, train_dir, spec)
+        train_stage(trainer, version, train_dir, spec, budget)
 
 
-def train_stage(trainer, version, train_dir, spec):
+def _has_budget():
+    return FLAGS.target_macs is not None or FLAGS.target_params is not None
+
+
+def _budget(spec, optimizer):
+    """The `pruning.Budget` of --target_macs / --target_params, steering `optimizer`: its
+    fractions are of the dense model of `spec`'s kind (block outputs or not), not of the model
+    the stage starts from, and it checks at each log line."""
+    dense = pruning.estimate(models.build_model(spec.unpruned(), FLAGS.weight_decay))
+    return pruning.Budget(target_macs=FLAGS.target_macs, target_params=FLAGS.target_params,
+                          dense=dense, max_steps=FLAGS.max_steps,
+                          check_every=FLAGS.log_frequency, optimizer=optimizer)
+
+
+def train_stage(trainer, version, train_dir, spec, budget=None):
     """Resume or start stage `version`, train it to --max_steps and, with --squeeze_model,
     write its compression as the next stage."""
     if trainer.workdir.chief:
@@ -76,7 +94,8 @@ def train_stage(trainer, version, train_dir, spec):
     rescale.begin_stage(trainer, FLAGS.gamma_rescale)
 
     try:
-        trainer.fit(dataset, FLAGS.max_steps, FLAGS.log_frequency, FLAGS.batch_size)
+        trainer.fit(dataset, FLAGS.max_steps, FLAGS.log_frequency, FLAGS.batch_size,
+                    callbacks=[budget] if budget else [])
     finally:
         trainer.workdir.cleanup()
 
@@ -89,6 +108,11 @@ def train_stage(trainer, version, train_dir, spec):
         settings = {k: FLAGS[k].value for k in ("l1_penalty", "learning_rate", "max_steps",
                                                  "batch_size", "weight_decay", "gamma_rescale",
                                                  "absorb_pruned_constants", "seed", "use_fp16")}
+        if budget is not None:  # recorded only when used: other stages' records stay as they were
+            settings.update(target_macs=FLAGS.target_macs, target_params=FLAGS.target_params,
+                            budget_met_at_step=budget.met_at,
+                            final_l1_penalty=budget.optimizer.l1_penalty
+                            * float(budget.optimizer.penalty_scale.numpy()))
         end = stages.StageEnd(spec, trainer.model, trainer.ema.averages(),
                               trainer.manager.latest_checkpoint)
         stages.write_compressed(FLAGS.train_dir, version, end, stages.Compression(

@@ -262,10 +262,15 @@ class Trainer:
             raise interrupt
         return result["value"]
 
-    def fit(self, dataset, max_steps, log_frequency, batch_size):
+    def fit(self, dataset, max_steps, log_frequency, batch_size, callbacks=()):
         """Train until the global step reaches `max_steps`, logging every `log_frequency` steps
         the original's line (loss, group lasso and fake sparsity are those of the logged step,
-        before its update). Saves at the end and every `save_checkpoint_secs`."""
+        before its update). Saves at the end and every `save_checkpoint_secs`.
+
+        `callbacks` are Keras callbacks (e.g. `pruning.Budget`): `on_train_begin`, then
+        `on_train_batch_end(global step)` after each chunk of steps (so once per log line), and
+        `on_train_end` unless interrupted; one that sets `model.stop_training` ends the stage
+        there, also before its first step (a resumed stage whose budget is already met)."""
         if self._run is None:
             self._run = self._compile(batch_size)
         writer = (tf.summary.create_file_writer(self.train_dir) if self.workdir.chief
@@ -282,12 +287,16 @@ class Trainer:
         iterator = self._iterator
         clock = _Progress(self.step, max_steps)
         last = None
+        hooks = keras.callbacks.CallbackList(list(callbacks), model=self.model)
+        self.model.stop_training = False
+        hooks.on_train_begin()
         with _interruptible():
             try:
                 last_save = time.time()
-                while self.step < max_steps:
+                while self.step < max_steps and not self.model.stop_training:
                     last = self._chunk(iterator, max_steps, log_frequency, batch_size, clock,
                                        writer)
+                    hooks.on_train_batch_end(self.step)
                     if time.time() - last_save >= self.save_checkpoint_secs:
                         self.save()
                         last_save = time.time()
@@ -298,6 +307,7 @@ class Trainer:
                 raise TrainingError("interrupted%s at step %d; saved %s, rerun the same command "
                                     "to resume" % (" (%s)" % e if str(e) else "", self.step,
                                                    path)) from None
+        hooks.on_train_end()
         if last is not None:
             # The original logs only steps before an update, so the stage's end went unlogged.
             lasso, fake, _ = ista.sparsity(self.model, self.penalties)

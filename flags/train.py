@@ -58,5 +58,26 @@ def define_train_flags(fv=flags.FLAGS):
                          "With --distribution_strategy mirrored: split the CPU into this many "
                          "logical devices, one replica each (to try distribution without GPUs).",
                          lower_bound=0, flag_values=fv)
+    flags.DEFINE_boolean("prune_block_outputs", False,
+                         "resnet20 (not in the original): also penalize and prune the residual "
+                         "stream, the stem's, the blocks' last and the shortcuts' batch norms "
+                         "(they get a gamma), coupled through the adds. Recorded in the stage's "
+                         "architecture.json; later stages and eval build what it says.",
+                         flag_values=fv)
+    for kind, what in (("macs", "conv multiply-adds"), ("params", "parameters")):
+        flags.DEFINE_float("target_" + kind, None,
+                           "Budget of this stage (not in the original): adapt lambda (from "
+                           "--l1_penalty up) until the current zeros leave at most this fraction "
+                           "of the dense model's %s, then end the stage. Unset: lambda stays "
+                           "--l1_penalty." % what, flag_values=fv)
+        flags.register_validator(
+            "target_" + kind, lambda v: v is None or 0 < v <= 1,
+            message="--target_%s must be a fraction of the dense model in (0, 1], e.g. 0.5"
+            % kind, flag_values=fv)
+    flags.register_multi_flags_validator(
+        ["target_macs", "target_params", "l1_penalty"],
+        lambda v: (v["target_macs"] is None and v["target_params"] is None) or v["l1_penalty"] > 0,
+        message="--target_macs/--target_params adapt lambda from --l1_penalty, which is 0: give "
+        "the sparsifying stage an l1_penalty > 0 (e.g. 0.005) to start from", flag_values=fv)
     flags.DEFINE_string("tpu", "", "With --distribution_strategy tpu: the TPU's name or address "
                         "('' = local, or from the environment).", flag_values=fv)

@@ -13,11 +13,14 @@ Modules: `groups` (which channels go together, from the graph), `readers` (reade
 constant channels leave the convs reading them, the tensor keeps them), `explanation`
 (`explain`), `rho` (the penalty weights), `ista` (the optimizer and the sparsity metrics),
 `compression` (`plan`, `compress`), `constants` (which channels are constant, and their values),
-`borders` (the ones channels that make the fold exact at zero-padded borders), `ema` (the
+`borders` (the ones channels that make the fold exact at zero-padded borders), `budget`
+(`estimate`: the costs the current zeros would leave; `Budget`: a callback adapting lambda until
+they meet a target), `ema` (the
 TF1-style weight averages, and the `MovingAverage` callback), `layers` (`EmptyConv2D`).
 This package never imports the CIFAR-10 recipe around it (a test checks); the recipe is one of
 its users.
 """
+from cifar10_prune.pruning.budget import Budget, Costs, estimate
 from cifar10_prune.pruning.compression import Plan, compress, copy_weights, plan
 from cifar10_prune.pruning.ema import ExponentialMovingAverage, MovingAverage
 from cifar10_prune.pruning.explanation import explain
@@ -26,6 +29,6 @@ from cifar10_prune.pruning.ista import ISTA, format_zeros, penalized, sparsity
 from cifar10_prune.pruning.layers import EmptyConv2D
 from cifar10_prune.pruning.rho import penalties
 
-__all__ = ["Analysis", "EmptyConv2D", "ExponentialMovingAverage", "Group", "ISTA",
-           "MovingAverage", "Plan", "analyze", "compress", "copy_weights", "explain",
-           "find_groups", "format_zeros", "penalized", "penalties", "plan", "sparsity"]
+__all__ = ["Analysis", "Budget", "Costs", "EmptyConv2D", "ExponentialMovingAverage", "Group",
+           "ISTA", "MovingAverage", "Plan", "analyze", "compress", "copy_weights", "estimate",
+           "explain", "find_groups", "format_zeros", "penalized", "penalties", "plan", "sparsity"]

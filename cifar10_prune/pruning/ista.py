@@ -22,9 +22,13 @@ class ISTA(keras.optimizers.SGD):
       penalties: {variable path: rho_l}, e.g. from `pruning.penalties(model)` (any functional
         model) or `models.penalties(model)` (the recipe's). Other variables get the plain
         gradient step.
+      adaptive: give the optimizer `penalty_scale`, a variable (1.0 to start, saved with the
+        optimizer) that multiplies lambda, for a controller such as `pruning.Budget` to raise
+        during training. Without it lambda is a constant of the compiled step, as before.
     """
 
-    def __init__(self, learning_rate=0.1, l1_penalty=0.0, penalties=None, name="ista", **kwargs):
+    def __init__(self, learning_rate=0.1, l1_penalty=0.0, penalties=None, name="ista",
+                 adaptive=False, **kwargs):
         # SGD's own config carries momentum=0.0 and nesterov=False, so from_config passes them.
         if kwargs.pop("momentum", 0.0):
             raise ValueError("ISTA is plain SGD (the original's): it has no momentum; drop "
@@ -38,6 +42,8 @@ class ISTA(keras.optimizers.SGD):
         self.l1_penalty = float(l1_penalty)
         self.penalties = {str(k): float(v) for k, v in (penalties or {}).items()}
         self._rho = []
+        self.adaptive = bool(adaptive)
+        self.penalty_scale = None
 
     def build(self, variables):
         if self.built:
@@ -50,18 +56,25 @@ class ISTA(keras.optimizers.SGD):
                              % ", ".join(sorted(unknown)))
         # Indexed like the optimizer's variables, so the lookup below is a Python constant.
         self._rho = [self.penalties.get(p, 0.0) for p in paths]
+        if self.adaptive:
+            self.penalty_scale = self.add_variable((), initializer="ones", dtype="float32",
+                                                   name="penalty_scale")
 
     def update_step(self, gradient, variable, learning_rate):
         super().update_step(gradient, variable, learning_rate)
         rho = self._rho[self._get_variable_index(variable)]
         if rho and self.l1_penalty:
             threshold = ops.cast(learning_rate, variable.dtype) * (rho * self.l1_penalty)
+            if self.adaptive:  # not otherwise: the default step stays bit for bit as it was
+                threshold = threshold * ops.cast(self.penalty_scale, variable.dtype)
             self.assign(variable, ops.sign(variable) *
                         ops.maximum(ops.abs(variable) - threshold, 0.0))
 
     def get_config(self):
         config = super().get_config()
         config.update(l1_penalty=self.l1_penalty, penalties=dict(self.penalties))
+        if self.adaptive:
+            config.update(adaptive=True)
         return config
 
 

@@ -1,0 +1,309 @@
+"""Prune to a budget: what the current zeros would leave of a model's multiply-adds and
+parameters (`estimate`), and a Keras callback that adapts lambda during the sparsifying training
+until they are at most a given fraction of the dense model's (`Budget`).
+
+The cost of the narrower model is counted from the graph, without building it: in every prunable
+group (`groups.find_groups`) the channels whose gamma is exactly zero in every member go from
+the producing layers, the members and the group's per-channel layers, and as input channels of
+its readers, as `compress` removes them. Multiply-adds are those of the Conv2D, DepthwiseConv2D
+and Dense layers for one input (H_out * W_out * k_h * k_w * C_in / groups * C_out); parameters
+are every variable of the model, trainable or not, as `compress` would slice it. Reader-side
+removals (`readers`) and the ones channels of exact borders are not counted, so the estimate
+never promises more than the groups give.
+
+The controller (`Budget`): lambda is multiplied by the optimizer's `penalty_scale` (an `ISTA`
+made with `adaptive=True`). Every `check_every` steps the callback computes the fraction the
+current zeros leave. When it is at most the target (every target given), the budget is met and
+training stops there: the stage is over, and its zeros are what compression removes (lambda is
+never lowered to "hold" the result: with a smaller lambda, plain SGD would move zero gammas off
+zero again). Otherwise it projects each penalized gamma's magnitude to the last step at the rate
+it shrank since the previous check (what the penalty and the gradients did together, not what
+the threshold alone would do) and computes the fraction that projection would leave: if it is
+still above the target, the gammas are not shrinking fast enough to meet it in time, and lambda
+is raised by `raise_factor` (at most to `max_scale` times the initial one); if it is below, lambda
+is held. The projection also sees gammas that are shrinking but not yet zero, so lambda is not
+raised merely because the first zeros take time to appear, as a rule on the zeros alone would.
+"""
+import dataclasses
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+from cifar10_prune.pruning.groups import L, analyze
+from cifar10_prune.pruning.layers import EmptyConv2D
+
+KINDS = {"macs": "multiply-adds", "params": "parameters"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Costs:
+    """Multiply-adds per input (None when a spatial size is unknown) and parameters."""
+    macs: object
+    params: int
+
+    def get(self, kind):
+        return getattr(self, kind)
+
+
+def _kept_masks(analysis, gammas):
+    """(out_keep, in_keep): {layer name: boolean mask of the channels kept}, for the layers of
+    the prunable groups, given {gamma path: values}."""
+    out_keep, in_keep = {}, {}
+    for group in analysis.groups:
+        if not group.prunable:
+            continue
+        zero = np.ones(group.width, bool)
+        for bn, offset in group.members:
+            zero &= gammas[bn.gamma.path][offset:offset + group.width] == 0
+        for layer, offset in group.producers + group.members + group.channelwise:
+            mask = out_keep.setdefault(layer.name, np.ones(_width(layer), bool))
+            mask[offset:offset + group.width] &= ~zero
+        for layer, offset in group.readers:
+            mask = in_keep.setdefault(layer.name, np.ones(layer.input.shape[-1], bool))
+            mask[offset:offset + group.width] &= ~zero
+    return out_keep, in_keep
+
+
+def _width(layer):
+    if isinstance(layer, L.BatchNormalization):
+        return layer.moving_mean.shape[0]
+    return layer.output.shape[-1]
+
+
+def member_gammas(model):
+    """{gamma path: raw gamma as numpy} of the member batch norms of `model`'s prunable groups."""
+    return {bn.gamma.path: ops.convert_to_numpy(bn.gamma)
+            for group in analyze(model).groups if group.prunable for bn, _ in group.members}
+
+
+def estimate(model, gammas=None):
+    """The `Costs` of the model that compressing `model` would give now: without the channels
+    whose gamma is exactly zero in every member of their group.
+
+    Args:
+      model: a functional Keras model.
+      gammas: optional {gamma path: values} to use instead of the raw gammas (e.g. projected
+        ones); paths not in it read the model's.
+    """
+    analysis = analyze(model)
+    values = member_gammas(model)
+    values.update(gammas or {})
+    out_keep, in_keep = _kept_masks(analysis, values)
+    macs, params = 0, 0
+    for node in analysis.nodes:
+        layer = node.operation
+        if not isinstance(layer, keras.layers.Layer):
+            continue
+        n_out = _count(out_keep, layer.name, node.outputs[0].shape[-1])
+        n_in = _count(in_keep, layer.name, node.input_tensors[0].shape[-1]) \
+            if node.input_tensors else 0
+        if macs is not None:
+            macs = _add(macs, _macs(layer, node, n_in, n_out))
+        params += _params(layer, n_in, n_out)
+    return Costs(macs, params)
+
+
+def _count(masks, name, default):
+    mask = masks.get(name)
+    return default if mask is None else int(mask.sum())
+
+
+def _add(total, term):
+    return None if term is None else total + term
+
+
+def _macs(layer, node, n_in, n_out):
+    """Multiply-adds of one call of `layer`, for one input; None when a size is unknown."""
+    if isinstance(layer, EmptyConv2D) or not isinstance(layer, (L.Conv2D, L.DepthwiseConv2D,
+                                                                L.Dense)):
+        return 0
+    spatial = node.outputs[0].shape[1:-1]
+    if any(d is None for d in spatial):
+        return None
+    pixels = math.prod(spatial)
+    if isinstance(layer, L.DepthwiseConv2D):
+        return pixels * math.prod(layer.kernel_size) * n_out  # one input channel per output
+    if isinstance(layer, L.Conv2D):
+        return pixels * math.prod(layer.kernel_size) * n_in // layer.groups * n_out
+    return pixels * n_in * n_out  # Dense on the last axis
+
+
+def _params(layer, n_in, n_out):
+    """Entries of `layer`'s variables once its input / output channels are n_in / n_out."""
+    total = 0
+    for var in layer.weights:
+        shape = list(var.shape)
+        if var.name == "kernel" and isinstance(layer, L.DepthwiseConv2D):
+            shape[-2] = n_out // layer.depth_multiplier
+        elif var.name == "kernel" and isinstance(layer, (L.Conv2D, L.Dense)):
+            shape[-2], shape[-1] = n_in // getattr(layer, "groups", 1), n_out
+        elif len(shape) == 1 and shape[0] == layer.output.shape[-1]:
+            shape[0] = n_out  # bias, or a batch norm's per-channel vectors
+        total += math.prod(shape)
+    return total
+
+
+def _projected(now, before, steps, left):
+    """{path: gamma magnitudes projected `left` steps ahead} from their change over `steps`
+    steps (magnitudes that grew are kept as they are; zeros stay zero)."""
+    out = {}
+    for path, gamma in now.items():
+        size = np.abs(gamma)
+        rate = np.maximum(np.abs(before[path]) - size, 0.0) / max(steps, 1)
+        out[path] = np.where(size - rate * left <= 0, 0.0, size)
+    return out
+
+
+class Budget(keras.callbacks.Callback):
+    """Adapt lambda until the current zeros leave at most `target_macs` of the dense model's
+    multiply-adds and / or `target_params` of its parameters, then stop training (see the module
+    docstring for the rule).
+
+        optimizer = pruning.ISTA(0.1, l1_penalty=0.005, penalties=pruning.penalties(model),
+                                 adaptive=True)
+        model.compile(optimizer=optimizer, ...)
+        budget = pruning.Budget(target_macs=0.5)
+        model.fit(..., epochs=30, callbacks=[budget])   # stops once met
+        slim = pruning.compress(model)
+
+    Args:
+      target_macs, target_params: fractions in (0, 1] of the dense model's multiply-adds /
+        parameters; at least one. Both: met when both are.
+      dense: the dense model's `Costs` the fractions are of; by default the model's own when
+        training begins (give it when training resumes a model already partly pruned).
+      max_steps: the global step (`optimizer.iterations`) by which the target should be met;
+        by default the end of this `fit` (epochs x steps per epoch).
+      check_every: steps between checks (and log lines).
+      raise_factor: lambda's factor when the projection misses the target (> 1).
+      max_scale: lambda is never raised beyond this many times its initial value.
+      optimizer: the `ISTA(adaptive=True)` to steer; by default the model's.
+      log: where the lines go (`print`; None: nowhere).
+
+    Attributes, after training: `met_at` (the step it was met, None if not), `fraction` (the
+    last fractions, {"macs": ..., "params": ...} for the targets given).
+    """
+
+    def __init__(self, target_macs=None, target_params=None, dense=None, max_steps=None,
+                 check_every=100, raise_factor=1.25, max_scale=16.0, optimizer=None, log=print):
+        super().__init__()
+        self.targets = {k: v for k, v in (("macs", target_macs), ("params", target_params))
+                        if v is not None}
+        if not self.targets:
+            raise ValueError("Budget needs target_macs or target_params (a fraction of the dense "
+                             "model, e.g. target_macs=0.5)")
+        for kind, value in self.targets.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                    not 0 < value <= 1:
+                raise ValueError("target_%s must be a fraction in (0, 1] of the dense model's %s, "
+                                 "e.g. 0.5; got %r" % (kind, KINDS[kind], value))
+        if not raise_factor > 1:
+            raise ValueError("raise_factor must be > 1, got %r" % (raise_factor,))
+        if not (isinstance(check_every, int) and check_every >= 1):
+            raise ValueError("check_every must be a whole number of steps >= 1, got %r"
+                             % (check_every,))
+        self.dense, self.max_steps, self.check_every = dense, max_steps, check_every
+        self.raise_factor, self.max_scale = float(raise_factor), float(max_scale)
+        self.optimizer, self.log = optimizer, log or (lambda line: None)
+        self.met_at, self.fraction = None, {}
+        self._last = None  # (step, gammas) at the previous check
+
+    # --- the decision, testable without training ---------------------------------------------
+
+    def fractions(self, costs):
+        """{kind: costs.kind / dense.kind} for the targets given."""
+        return {kind: costs.get(kind) / self.dense.get(kind) for kind in self.targets}
+
+    def met(self, fractions):
+        return all(fractions[k] <= t for k, t in self.targets.items())
+
+    def check(self, step):
+        """Look at the model at global step `step`: stop training if the budget is met, else
+        raise or hold lambda. Returns the log line."""
+        gammas = member_gammas(self.model)
+        self.fraction = self.fractions(estimate(self.model, gammas))
+        now = self._describe(self.fraction)
+        if self.met(self.fraction):
+            self.met_at = step
+            self.model.stop_training = True
+            return ("budget met at step %d: the current zeros leave %s; the stage stops "
+                    "sparsifying" % (step, now))
+        line = "budget: step %d, the current zeros leave %s" % (step, now)
+        if self._last is not None and self._last[0] < step < self.max_steps:
+            left = max(self.max_steps - step, 0)
+            projected = _projected(gammas, self._last[1], step - self._last[0], left)
+            ahead = self.fractions(estimate(self.model, projected))
+            line += ", %s projected at step %d" % (self._describe(ahead, targets=False),
+                                                    self.max_steps)
+            if not self.met(ahead):
+                line += "; " + self._raise()
+            else:
+                line += "; lambda held at %.4g" % self._lambda()
+        self._last = (step, gammas)
+        return line
+
+    def _describe(self, fractions, targets=True):
+        return ", ".join("%.1f%% of the dense %s%s" % (100 * f, KINDS[k],
+                                                      " (target %.1f%%)" % (100 * self.targets[k])
+                                                      if targets else "")
+                         for k, f in fractions.items())
+
+    def _lambda(self):
+        return self.optimizer.l1_penalty * float(ops.convert_to_numpy(self.optimizer.penalty_scale))
+
+    def _raise(self):
+        scale = float(ops.convert_to_numpy(self.optimizer.penalty_scale))
+        new = min(scale * self.raise_factor, self.max_scale)
+        if new <= scale:
+            return "lambda stays at its ceiling %.4g (max_scale %g)" % (self._lambda(), new)
+        before = self._lambda()
+        self.optimizer.penalty_scale.assign(new)
+        return "lambda raised %.4g -> %.4g" % (before, self._lambda())
+
+    # --- the Keras callback ------------------------------------------------------------------
+
+    def on_train_begin(self, logs=None):
+        self.optimizer = self.optimizer or self.model.optimizer
+        optimizer = getattr(self.optimizer, "inner_optimizer", self.optimizer)  # loss scaling
+        if not getattr(optimizer, "adaptive", False) or not optimizer.l1_penalty:
+            raise ValueError("Budget steers the lambda of pruning.ISTA(..., l1_penalty > 0, "
+                             "adaptive=True); the optimizer is %r (adaptive %s, l1_penalty %s)"
+                             % (optimizer, getattr(optimizer, "adaptive", None),
+                                getattr(optimizer, "l1_penalty", None)))
+        if not optimizer.built:  # fit builds it at its first step; the scale is needed now
+            optimizer.build(self.model.trainable_variables)
+        self.optimizer = optimizer
+        if self.dense is None:
+            self.dense = estimate(self.model)
+        if "macs" in self.targets and (self.dense.macs is None or not self.dense.macs):
+            raise ValueError("target_macs needs the multiply-adds of the model, which depend on "
+                             "an input size this model does not know: build it with "
+                             "keras.Input((H, W, C)), or give target_params")
+        if self.max_steps is None:
+            steps, epochs = (self.params or {}).get("steps"), (self.params or {}).get("epochs")
+            if not steps or not epochs:
+                raise ValueError("Budget needs max_steps when fit does not know its number of "
+                                 "steps (give steps_per_epoch)")
+            self.max_steps = int(ops.convert_to_numpy(self.optimizer.iterations)) + steps * epochs
+        self.met_at, self._last = None, None
+        self._step(force=True)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._step()
+
+    def on_train_end(self, logs=None):
+        if self.met_at is not None:
+            return
+        step = int(ops.convert_to_numpy(self.optimizer.iterations))
+        self.fraction = self.fractions(estimate(self.model))
+        over = ", ".join("%.1f points above the target %.1f%%"
+                         % (100 * (self.fraction[k] - t), 100 * t)
+                         for k, t in self.targets.items() if self.fraction[k] > t)
+        self.log("budget missed: training ended at step %d (max_steps %d) with %s: %s"
+                 % (step, self.max_steps, self._describe(self.fraction, targets=False), over))
+
+    def _step(self, force=False):
+        step = int(ops.convert_to_numpy(self.optimizer.iterations))
+        if force or step % self.check_every == 0 or step >= self.max_steps:
+            self.log(self.check(step))

@@ -1,0 +1,177 @@
+"""Pruning to a budget: `pruning.estimate` against the compressed model, the controller's
+decisions on gammas set by hand, `pruning.Budget` stopping a real `fit`, ISTA's adaptive lambda,
+and the train flags."""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from absl import flags
+
+from cifar10_prune import pruning
+from flags.train import define_train_flags
+
+L = keras.layers
+
+
+def tiny_model(seed=0):
+    """conv(8) -> BN -> ReLU -> conv(12) -> BN -> ReLU -> GAP -> Dense(4) on 8x8 images."""
+    keras.utils.set_random_seed(seed)
+    x = inputs = keras.Input((8, 8, 3))
+    for i, filters in enumerate((8, 12)):
+        x = L.Conv2D(filters, 3, padding="same", use_bias=False, name="conv%d" % i)(x)
+        x = L.BatchNormalization(name="bn%d" % i)(x)
+        x = L.ReLU(name="relu%d" % i)(x)
+    x = L.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, L.Dense(4, name="head")(x))
+
+
+def hand_macs(model):
+    """Multiply-adds of the convs and dense layers of `model`, from their kernels."""
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, L.Conv2D):
+            total += int(np.prod(layer.output.shape[1:3])) * int(np.prod(layer.kernel.shape))
+        elif isinstance(layer, L.Dense):
+            total += int(np.prod(layer.kernel.shape))
+    return total
+
+
+def zero(model, bn, channels):
+    gamma = model.get_layer(bn).gamma
+    gamma.assign(np.where(np.isin(np.arange(gamma.shape[0]), channels), 0.0, gamma.numpy()))
+
+
+def test_estimate_is_what_compression_leaves():
+    model = tiny_model()
+    assert pruning.estimate(model) == pruning.Costs(hand_macs(model), model.count_params())
+    zero(model, "bn0", [1, 2, 5])
+    zero(model, "bn1", range(8))
+    slim = pruning.compress(model)
+    assert slim.get_layer("conv1").kernel.shape == (3, 3, 5, 4)
+    assert pruning.estimate(model) == pruning.Costs(hand_macs(slim), slim.count_params())
+
+
+def adaptive_budget(model, **kwargs):
+    optimizer = pruning.ISTA(0.1, l1_penalty=0.01, penalties=pruning.penalties(model),
+                             adaptive=True)
+    optimizer.build(model.trainable_variables)
+    lines = []
+    budget = pruning.Budget(optimizer=optimizer, log=lines.append, **kwargs)
+    budget.set_model(model)
+    return budget, optimizer, lines
+
+
+def test_the_controller_raises_holds_and_stops():
+    model = tiny_model()
+    budget, optimizer, lines = adaptive_budget(model, target_macs=0.6, max_steps=100,
+                                               check_every=10)
+    budget.on_train_begin()
+    assert float(optimizer.penalty_scale.numpy()) == 1.0
+    assert not getattr(model, "stop_training", False)
+    # Barely shrinking gammas would not reach zero by step 100: lambda is raised.
+    for name in ("bn0", "bn1"):
+        gamma = model.get_layer(name).gamma
+        gamma.assign(gamma.numpy() * 0.99)
+    lines.append(budget.check(10))
+    assert float(optimizer.penalty_scale.numpy()) == pytest.approx(1.25)
+    assert "lambda raised 0.01 -> 0.0125" in lines[-1]
+    # bn1's gammas shrinking fast enough to be zero by step 100 would meet it: held.
+    gamma = model.get_layer("bn1").gamma
+    gamma.assign(np.sign(gamma.numpy()) * 1e-3)
+    lines.append(budget.check(20))
+    assert float(optimizer.penalty_scale.numpy()) == pytest.approx(1.25)
+    assert "held" in lines[-1] and "projected at step 100" in lines[-1]
+    # Zeros that leave at most 60% of the multiply-adds: met, training stops.
+    zero(model, "bn1", range(10))
+    lines.append(budget.check(30))
+    assert model.stop_training and budget.met_at == 30
+    assert "budget met at step 30" in lines[-1]
+    assert budget.fraction["macs"] == pytest.approx(hand_macs(pruning.compress(model))
+                                                    / hand_macs(tiny_model()))
+
+
+def test_budget_stops_a_fit_once_met_and_says_when_it_missed():
+    rng = np.random.RandomState(0)
+    images = rng.normal(size=(64, 8, 8, 3)).astype("float32")
+    labels = rng.randint(0, 4, 64)
+    model = tiny_model()
+    dense = pruning.estimate(model)
+    model.compile(optimizer=pruning.ISTA(0.05, l1_penalty=2.0, adaptive=True,
+                                         penalties=pruning.penalties(model)),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    lines = []
+    budget = pruning.Budget(target_macs=0.7, check_every=2, log=lines.append)
+    model.fit(images, labels, batch_size=16, epochs=50, verbose=0, callbacks=[budget])
+    steps = int(model.optimizer.iterations.numpy())
+    assert budget.met_at is not None and steps < 200, lines
+    assert steps == budget.met_at  # stopped right there
+    assert pruning.estimate(model).macs <= 0.7 * dense.macs
+    assert hand_macs(pruning.compress(model)) <= 0.7 * dense.macs
+
+    model = tiny_model(seed=1)
+    model.compile(optimizer=pruning.ISTA(0.05, l1_penalty=1e-6, adaptive=True,
+                                         penalties=pruning.penalties(model)),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    budget = pruning.Budget(target_macs=0.1, check_every=2, max_scale=2.0, log=lines.append)
+    model.fit(images, labels, batch_size=16, epochs=2, verbose=0, callbacks=[budget])
+    assert budget.met_at is None and int(model.optimizer.iterations.numpy()) == 8
+    assert lines[-1].startswith("budget missed: training ended at step 8 (max_steps 8) with "
+                                "100.0% of the dense multiply-adds: 90.0 points above the "
+                                "target 10.0%"), lines[-1]
+
+
+def test_adaptive_ista_scales_the_threshold_and_saves_the_scale(tmp_path):
+    gamma = keras.Variable(np.array([1.0, -1.0, 0.05], "float32"), name="gamma")
+    plain = pruning.ISTA(0.1, l1_penalty=1.0, penalties={gamma.path: 2.0})
+    plain.build([gamma])
+    assert plain.penalty_scale is None and "adaptive" not in plain.get_config()
+    optimizer = pruning.ISTA(0.1, l1_penalty=1.0, penalties={gamma.path: 2.0}, adaptive=True)
+    optimizer.build([gamma])
+    optimizer.penalty_scale.assign(1.5)
+    optimizer.apply([tf.zeros(3)], [gamma])  # zero gradient: only the proximal step
+    # threshold = lr * rho * lambda * scale = 0.1 * 2 * 1 * 1.5 = 0.3
+    np.testing.assert_allclose(gamma.numpy(), [0.7, -0.7, 0.0], rtol=1e-6)
+    path = tf.train.Checkpoint(optimizer=optimizer).write(str(tmp_path / "c"))
+    again = pruning.ISTA(0.1, l1_penalty=1.0, penalties={gamma.path: 2.0}, adaptive=True)
+    again.build([gamma])
+    tf.train.Checkpoint(optimizer=again).read(path).assert_existing_objects_matched()
+    assert float(again.penalty_scale.numpy()) == 1.5
+    assert pruning.ISTA.from_config(optimizer.get_config()).adaptive
+
+
+def test_budget_refuses_bad_input():
+    model = tiny_model()
+    for bad in (0, 1.5, -0.2, True, "0.5"):
+        with pytest.raises(ValueError, match=r"target_macs must be a fraction in \(0, 1\]"):
+            pruning.Budget(target_macs=bad)
+    with pytest.raises(ValueError, match="target_macs or target_params"):
+        pruning.Budget()
+    plain = pruning.ISTA(0.1, l1_penalty=0.01, penalties=pruning.penalties(model))
+    plain.build(model.trainable_variables)
+    budget = pruning.Budget(target_params=0.5, optimizer=plain, max_steps=10)
+    budget.set_model(model)
+    with pytest.raises(ValueError, match="adaptive=True"):
+        budget.on_train_begin()
+    sizeless = keras.Model(*(lambda i: (i, L.BatchNormalization()(L.Conv2D(4, 3)(i))))(
+        keras.Input((None, None, 3))))
+    budget, _, _ = adaptive_budget(sizeless, target_macs=0.5, max_steps=10)
+    with pytest.raises(ValueError, match="input size"):
+        budget.on_train_begin()
+
+
+def parse_train(*args):
+    fv = flags.FlagValues()
+    define_train_flags(fv)
+    fv(["train"] + list(args))
+    return fv
+
+
+def test_train_flags_of_the_budget():
+    fv = parse_train("--target_macs", "0.5", "--target_params", "1")
+    assert (fv.target_macs, fv.target_params, fv.prune_block_outputs) == (0.5, 1.0, False)
+    with pytest.raises(flags.IllegalFlagValueError, match="in \\(0, 1\\]"):
+        parse_train("--target_macs", "1.5")
+    with pytest.raises(flags.IllegalFlagValueError, match="in \\(0, 1\\]"):
+        parse_train("--target_params", "0")
+    with pytest.raises(flags.IllegalFlagValueError, match="l1_penalty > 0"):
+        parse_train("--target_macs", "0.5", "--l1_penalty", "0")
