@@ -7,10 +7,10 @@ import os
 import numpy as np
 import pytest
 
-from cifar10_prune import costs, models, pruning, rebuild
+from cifar10_prune import costs, models, pruning, rebuild, stages
 from cifar10_prune.spec import ArchitectureError, ArchSpec
 from conftest import one_error_line, run_cli
-from test_rebuild import IMAGES, assert_same_function, randomized
+from test_rebuild import assert_same_function, randomized
 
 # The batch norms of each stage of the residual stream, and the convs reading it.
 STREAM = {
@@ -130,6 +130,29 @@ def test_architecture_records():
         ArchSpec.from_record(dict(record, version=3))
 
 
+def test_the_recorded_setting_is_what_stages_and_eval_build(tmp_path):
+    base = str(tmp_path / "t")
+    spec = ArchSpec("resnet20", dict(ArchSpec.dense("resnet20", True).widths, first_conv=7),
+                    block_outputs=True)
+    os.makedirs(base + "_1")
+    stages.write_architecture(base + "_1", spec, source="x")
+    assert stages.spec_for_training(base, 1, "resnet20") == spec
+    assert stages.spec_for_training(base, 1, "resnet20", block_outputs=True) == spec
+    with pytest.raises(stages.StageError, match="--noprune_block_outputs.*are pruned"):
+        stages.spec_for_training(base, 1, "resnet20", block_outputs=False)
+    assert stages.spec_for_eval(base + "_1", "resnet20", True) == spec
+    assert stages.spec_for_eval(base + "_1", "resnet20", False) == spec.unpruned()
+    # A new stage 0 is dense, with the stream prunable only when asked.
+    assert stages.spec_for_training(base, 0, "resnet20", block_outputs=True).block_outputs
+    assert stages.spec_for_training(base, 0, "resnet20") == ArchSpec.dense("resnet20")
+    # A stage of the paper's pattern refuses the flag.
+    os.makedirs(base + "_2")
+    stages.write_architecture(base + "_2", ArchSpec.dense("resnet20"))
+    with pytest.raises(stages.StageError, match="--prune_block_outputs.*not pruned"):
+        stages.spec_for_training(base, 2, "resnet20", block_outputs=True)
+
+
+@pytest.mark.slow  # four runs of train / eval: 1-5 min on two cores, by load
 def test_later_stages_and_eval_build_what_the_stage_records(tiny_data, tmp_path):
     base = str(tmp_path / "t")
     tiny = ["--data_dir", tiny_data, "--train_dir", base, "--batch_size", 10,

@@ -1,14 +1,20 @@
 """Pruning to a budget: `pruning.estimate` against the compressed model, the controller's
 decisions on gammas set by hand, `pruning.Budget` stopping a real `fit`, ISTA's adaptive lambda,
 and the train flags."""
+import json
+import os
+import re
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 from absl import flags
 
-from cifar10_prune import pruning
-from flags.train import define_train_flags
+from cifar10_prune import costs, models, pruning
+from cifar10_prune.flags.train import define_train_flags
+from cifar10_prune.spec import ArchSpec
+from conftest import run_cli
 
 L = keras.layers
 
@@ -175,3 +181,28 @@ def test_train_flags_of_the_budget():
         parse_train("--target_params", "0")
     with pytest.raises(flags.IllegalFlagValueError, match="l1_penalty > 0"):
         parse_train("--target_macs", "0.5", "--l1_penalty", "0")
+
+
+@pytest.mark.slow  # two training runs: 1-7 min on two cores, by load
+def test_a_budget_ends_the_stage_and_a_rerun_keeps_it(tiny_data, tmp_path):
+    base = str(tmp_path / "t")
+    args = ["--data_dir", tiny_data, "--train_dir", base, "--batch_size", 10, "--log_frequency",
+            2, "--seed", 1, "--max_steps", 60, "--l1_penalty", 0.5, "--target_macs", 0.8]
+    out = run_cli("train", *args).stdout
+    met = re.search(r"budget met at step (\d+): the current zeros leave ([\d.]+)% of the dense "
+                    r"multiply-adds \(target 80.0%\); the stage stops sparsifying", out)
+    assert met and int(met.group(1)) < 60, out[-3000:]
+    assert "budget: step 2, the current zeros leave" in out
+    with open(os.path.join(base + "_1", "architecture.json")) as f:
+        record = json.load(f)
+    spec = ArchSpec.from_record(record)
+    flops = costs.conv_flops(models.build_model(spec))
+    assert flops <= 0.8 * costs.conv_flops(models.build_model(ArchSpec.dense("resnet20")))
+    assert flops / 41599616 == pytest.approx(float(met.group(2)) / 100, abs=5e-4)
+    assert record["trained_with"]["budget_met_at_step"] == int(met.group(1))
+    # The same command again: the met budget ends the stage before any step, and the
+    # compression already written is kept.
+    again = run_cli("train", *args).stdout
+    assert "budget met at step %s" % met.group(1) in again
+    assert ": step %d, loss" % int(met.group(1)) not in again
+    assert "already holds the compression" in again
