@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from cifar10_prune import costs, models, pruning, rebuild, stages
+from cifar10_prune import costs, fold, models, pruning, rebuild, stages
 from cifar10_prune.spec import ArchitectureError, ArchSpec
 from conftest import one_error_line, run_cli
 from test_rebuild import assert_same_function, randomized
@@ -175,3 +175,12 @@ def test_later_stages_and_eval_build_what_the_stage_records(tiny_data, tmp_path)
     proc = run_cli("train", *tiny, "--checkpoint_version", 1, "--max_steps", 4,
                    "--noprune_block_outputs", check=False)
     one_error_line(proc, "--noprune_block_outputs", "architecture.json")
+
+
+def test_a_pruned_stream_folds_for_serving():
+    spec = ArchSpec.dense("resnet20", block_outputs=True)
+    dense = randomized(spec, seed=5)
+    silence(dense, STREAM["g2b0shortcut"][0], range(9))
+    new_spec, slim = rebuild.narrow(spec, dense)
+    assert new_spec.widths["g2b0shortcut"] == 23
+    assert_same_function(slim, fold.fold_batch_norms(slim), tol=1e-4)
