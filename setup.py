@@ -16,7 +16,11 @@ setup(
     install_requires=["tensorflow>=2.16", "tensorflow-datasets", "numpy", "absl-py"],
     # litert: LiteRT's interpreter for the exported model.tflite, used instead of the deprecated
     # tf.lite.Interpreter when installed (optional; conversion needs only TensorFlow).
-    extras_require={"test": ["pytest", "pytest-xdist"], "litert": ["ai-edge-litert"]},
+    # backends: JAX and PyTorch (CPU builds), for the library on every Keras 3 backend
+    # (tests/test_backends.py); torch pinned to the build these machines hold on disk, since
+    # any other version downloads several GB.
+    extras_require={"test": ["pytest", "pytest-xdist"], "litert": ["ai-edge-litert"],
+                    "backends": ["jax", "torch==2.13.0"]},
     entry_points={"console_scripts": [
         "cifar10_train=cifar10_prune.train:run",
         "cifar10_eval=cifar10_prune.eval:run",

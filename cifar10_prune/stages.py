@@ -122,12 +122,24 @@ def checkpoint_step(path):
 def make_checkpoint(model, ema, optimizer=None, gamma_rescale=None):
     """The one checkpoint layout every stage writes and reads: model (raw weights), ema
     (their averages), and when training, the optimizer (global step) and the gamma rescale."""
-    parts = {"model": model, "ema": ema}
+    parts = {"model": model, "ema": _ema_trackable(ema)}
     if optimizer is not None:
         parts["optimizer"] = optimizer
     if gamma_rescale is not None:
         parts["gamma_rescale"] = gamma_rescale
     return tf.train.Checkpoint(**parts)
+
+
+def _ema_trackable(ema):
+    """The averages as checkpoints have always held them (`ema/shadows/<i>`, from when the
+    library's `ExponentialMovingAverage` was a `tf.Module`): the library's class is
+    backend-neutral, not a TensorFlow trackable, so a module carries its shadows here. It
+    tracks the averaged variables too, as the `tf.Module` did (the model's trainable weights
+    are stored under `ema/_variables/<i>`), so the files keep their keys."""
+    module = tf.Module(name="ema")
+    module._variables = list(ema._variables)
+    module.shadows = list(ema.shadows)
+    return module
 
 
 def checkpoint_manager(checkpoint, directory, max_to_keep=5):
