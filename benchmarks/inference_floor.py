@@ -3,6 +3,7 @@
 
     python benchmarks/inference_floor.py                 # ~2 min on 2 CPU cores
     python benchmarks/inference_floor.py --rounds 2 --calls 3
+    python benchmarks/inference_floor.py --block_outputs_fraction 0.7   # + block outputs pruned
 
 The recipe (like the original) prunes only the first conv of each residual block (`c0`): the
 second conv still writes all 16/32/64 channels, and the shortcuts, residual adds, stem and
@@ -16,7 +17,10 @@ constant), and times them in turns, at batch `--batch_size`, as the SavedModel a
 with 1 and 2 threads. A straight line through dense and floor (time = fixed + k * conv
 multiply-adds) predicts what the slim model could run at if its convs scaled perfectly with
 their multiply-adds; the predicted and measured slim / dense ratios are printed next to the
-multiply-add ratio and issue 9's target (0.8 x that ratio).
+multiply-add ratio and issue 9's target (0.8 x that ratio). With `--block_outputs_fraction F`
+a fifth model is timed with them, "slim, block outputs": resnet20 with `--prune_block_outputs`
+and every width, the residual stream's included, x F (issue 17; 0.7 gives ~49% of the dense
+multiply-adds), and its speed against dense is printed under the table with issue 17's target.
 """
 import argparse
 import json
@@ -35,6 +39,8 @@ def main(argv=None):
     p.add_argument("--calls", type=int, default=10, help="calls per timed block")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--slim_fraction", type=float, default=0.6)
+    p.add_argument("--block_outputs_fraction", type=float, default=None,
+                   help="also time resnet20 with its block outputs pruned, every width x this")
     p.add_argument("--output", default=None, help="JSON file for every measurement")
     args = p.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -50,12 +56,18 @@ def main(argv=None):
              "slim": {u: max(1, int(round(args.slim_fraction * w))) for u, w in dense.items()},
              "floor": dict.fromkeys(dense, 1),
              "blocks pruned": dict.fromkeys(dense, 0)}
+    specs = {name: ArchSpec("resnet20", widths) for name, widths in specs.items()}
+    if args.block_outputs_fraction:
+        wide = ArchSpec.dense("resnet20", block_outputs=True).widths
+        specs["slim, block outputs"] = ArchSpec("resnet20", {
+            u: max(1, int(round(args.block_outputs_fraction * w))) for u, w in wide.items()},
+            block_outputs=True)
     images = np.random.RandomState(0).randint(0, 256, (args.batch_size, 32, 32, 3)).astype(
         np.uint8)
     runners, macs, keep = {}, {}, []
     with tempfile.TemporaryDirectory(prefix="inference_floor-") as tmp:
-        for name, widths in specs.items():
-            model = models.build_model(ArchSpec("resnet20", widths))
+        for name, spec in specs.items():
+            model = models.build_model(spec)
             macs[name] = costs.conv_flops(model)
             path = export.export_saved_model(model, os.path.join(tmp, name.replace(" ", "_")),
                                              tflite_file=True)
@@ -103,6 +115,16 @@ def main(argv=None):
               "| %.2fx |" % (fmt, rate["dense"], rate["slim"], rate["floor"],
                              rate["blocks pruned"], measured, predicted,
                              100 * fixed * rate["dense"], 0.8 * mac_ratio))
+    if "slim, block outputs" in specs:
+        ratio = macs["dense"] / macs["slim, block outputs"]
+        print("\nslim, block outputs: %.2f M multiply-adds (%.1f%% of dense); target 0.8 x %.2f = "
+              "%.2fx" % (macs["slim, block outputs"] / 1e6, 100 / ratio, ratio, 0.8 * ratio))
+        for fmt in results:
+            speed = median([s / d for d, s in zip(rates[(fmt, "dense")],
+                                                  rates[(fmt, "slim, block outputs")])])
+            results[fmt]["slim_block_outputs_vs_dense"] = speed
+            print("  %s: %.0f images/s, %.2fx dense" % (
+                fmt, median(rates[(fmt, "slim, block outputs")]), speed))
     if args.output:
         with open(args.output, "w") as f:
             json.dump({"machine": machine_info(), "config": vars(args), "conv_macs": macs,
