@@ -18,7 +18,8 @@ constant channels leave the convs reading them, the tensor keeps them), `explana
 they meet a target), `ema` (the
 TF1-style weight averages, and the `MovingAverage` callback), `layers` (`EmptyConv2D`).
 This package never imports the CIFAR-10 recipe around it (a test checks); the recipe is one of
-its users.
+its users. Nor does it import TensorFlow: it runs on every Keras 3 backend (TensorFlow, JAX,
+PyTorch; tests/test_backends.py).
 """
 from cifar10_prune.pruning.budget import Budget, Costs, estimate
 from cifar10_prune.pruning.compression import Plan, compress, copy_weights, plan
