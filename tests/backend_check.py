@@ -9,9 +9,9 @@ the test, the same for every backend), then `explain`, `penalties`, ISTA through
 `fit` on the batches there with the `MovingAverage` callback, `compress`, and save
 `<model>.<backend>.keras`; writes `<model>.<backend>.npz` (gammas, averages, the compressed
 model's outputs and widths, whether TensorFlow was imported). `load`: load every `.keras` file
-of these models in DIR (written under any backend) and write its outputs and widths. With NO_TENSORFLOW=1,
-TensorFlow cannot be imported, as where it is not installed (the test sets it for JAX and
-PyTorch).
+of these models in DIR (written under any backend) and write its outputs and widths. With
+NO_TENSORFLOW=1, TensorFlow cannot be imported, as where it is not installed (the test sets it
+for JAX and PyTorch).
 """
 import json
 import os
