@@ -219,7 +219,8 @@ def write_report(train_dir, time_models=False, baseline_dir=None, log=print):
                  if os.path.exists(os.path.join(train_dir, d))}
         speed = time_saved_models(paths) if paths else None
     text = markdown(rows, speed, baseline)
-    original = published.applies(read_architecture(run_stage_dir(train_dir, 1)).model, rows)
+    first_spec = read_architecture(run_stage_dir(train_dir, 1))  # the stage-0 compression
+    original = published.applies(first_spec.model, rows)
     if original:
         stage1 = summaries.read_scalars(run_stage_dir(train_dir, 1))
         text += "\n" + "\n".join(published.comparison(rows, stage1, baseline)) + "\n"
@@ -228,7 +229,7 @@ def write_report(train_dir, time_models=False, baseline_dir=None, log=print):
         "results.md": text,
         "results.json": json.dumps({"stages": rows, "baseline": baseline,
                                     "inference_images_per_sec": speed}, indent=2),
-        "widths.svg": charts.widths_svg(read_architecture(run_stage_dir(train_dir, 1)).dense_widths,
+        "widths.svg": charts.widths_svg(first_spec.dense_widths,
                                         [("stage %d" % r["stage"], r["widths"]) for r in rows]),
         "curves.svg": curves_svg(train_dir, baseline_dir, original),
         "params_precision.svg": params_precision_svg(rows, baseline),
