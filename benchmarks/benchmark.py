@@ -12,7 +12,8 @@ Measures, on the same training dataset (`data.train_dataset`, batch `--batch_siz
   3. ours_sgd     the same Trainer with `l1_penalty=0` (plain SGD inside our step);
   4. keras_fit    plain `keras.Model.fit` of a fresh dense resnet20 compiled with SGD(0.1);
   5. inference    images/s of the exported `serving_default` signature (uint8 input) of the dense
-                  and of a slim resnet20 (every prunable layer at `--slim_fraction` of its width),
+                  and of a slim resnet20 (every prunable layer at `--slim_fraction` of its width,
+                  or the architecture.json given as `--slim_architecture`),
                   as export writes it (batch norms folded) and unfolded, at batch `--batch_size`
                   and batch 1, plus their parameter counts and conv multiply-adds;
   6. TFLite       the same for the float32 `model.tflite` that `export --tflite` writes.
@@ -112,6 +113,11 @@ def parse_args(argv=None):
     p.add_argument("--slim_fraction", type=float, default=0.6,
                    help="width of every prunable layer of the slim model, as a fraction of "
                    "the dense width (default %(default)s)")
+    p.add_argument("--slim_architecture", metavar="FILE",
+                   help="time this slim model instead of the --slim_fraction one: an "
+                   "architecture.json (e.g. a run's TRAIN_DIR/cifar10_train_3/architecture.json), "
+                   "against the dense model it was pruned from; inference speed depends only on "
+                   "the architecture, so the weights are not needed")
     p.add_argument("--output", help="JSON results file (default benchmarks/results.json; "
                    "benchmarks/results-quick.json with --quick, so a smoke run never "
                    "overwrites a measurement)")
@@ -120,6 +126,15 @@ def parse_args(argv=None):
         args.output = os.path.join(HERE, "results-quick.json" if args.quick else "results.json")
     if not 0 < args.slim_fraction <= 1:
         p.error("--slim_fraction must be in (0, 1]")
+    if args.slim_architecture:
+        from cifar10_prune.spec import ArchSpec, ArchitectureError
+        if os.path.isdir(args.slim_architecture):
+            args.slim_architecture = os.path.join(args.slim_architecture, "architecture.json")
+        try:
+            with open(args.slim_architecture) as f:
+                ArchSpec.from_json(f.read(), origin=args.slim_architecture)
+        except (OSError, ArchitectureError) as e:
+            p.error("--slim_architecture: %s" % e)
     return args
 
 
@@ -421,11 +436,17 @@ def export_models(args, tmp_dir):
     import tensorflow as tf
     from cifar10_prune import costs, export, models, tflite
     from cifar10_prune.spec import ArchSpec
-    dense_spec = ArchSpec.dense("resnet20")
-    slim_spec = ArchSpec("resnet20", {u: max(1, int(round(args.slim_fraction * w)))
-                                      for u, w in dense_spec.widths.items()})
-    progress("exporting dense and slim (%s) resnet20: folded SavedModel + TFLite, unfolded "
-             "SavedModel" % ", ".join("%s %d" % kv for kv in slim_spec.widths.items()))
+    if args.slim_architecture:
+        with open(args.slim_architecture) as f:
+            slim_spec = ArchSpec.from_json(f.read(), origin=args.slim_architecture)
+        dense_spec = slim_spec.unpruned()
+    else:
+        dense_spec = ArchSpec.dense("resnet20")
+        slim_spec = ArchSpec("resnet20", {u: max(1, int(round(args.slim_fraction * w)))
+                                          for u, w in dense_spec.widths.items()})
+    progress("exporting dense and slim (%s) %s: folded SavedModel + TFLite, unfolded "
+             "SavedModel" % (", ".join("%s %d" % kv for kv in slim_spec.widths.items()),
+                             slim_spec.model))
     models_info, runners, keep = {}, {}, []
     for name, spec in (("dense", dense_spec), ("slim", slim_spec)):
         model = models.build_model(spec)
@@ -533,6 +554,8 @@ def measure_inference(args, tmp_dir):
     checks = {
         "slim_vs_dense_savedmodel_batch%d" % bs:
             medians["slim_vs_dense/savedmodel_folded/batch%d" % bs] >= need,
+        "slim_vs_dense_tflite_batch%d" % bs:
+            medians["slim_vs_dense/tflite_float32/batch%d" % bs] >= need,
         "slim_vs_dense_savedmodel_batch1":
             medians["slim_vs_dense/savedmodel_folded/batch1"] >= TARGET_SLIM_VS_DENSE_BATCH1,
     }
@@ -693,10 +716,13 @@ def inference_rows(infer, checks, bs):
                                 median(values), spread(values)))
             key = "slim_vs_dense/%s/batch%d" % (fmt, batch)
             target, verdict_text = "", ""
-            if fmt == "savedmodel_folded":  # the format the targets are set on
+            if fmt == "savedmodel_folded":  # the formats the targets are set on
                 target = (">= %.2fx (0.8 x MACs)" % infer["target_slim_vs_dense_batch_bs"]
                           if batch == bs else ">= 1.0x")
                 verdict_text = verdict(checks["slim_vs_dense_savedmodel_batch%d" % batch])
+            elif fmt == "tflite_float32" and batch == bs:
+                target = ">= %.2fx (0.8 x MACs)" % infer["target_slim_vs_dense_batch_bs"]
+                verdict_text = verdict(checks["slim_vs_dense_tflite_batch%d" % batch])
             lines.append("| %sb/%sa | %s: slim / dense, batch %d | %.2fx | %s | %s | %s |"
                          % (row, row, what, batch, sp_med[key], spread(sp[key], "%.2f"), target,
                             verdict_text))
@@ -764,6 +790,8 @@ def run_record(args, started, load_start, train, infer):
                     "ours_ista_vs_keras_fit_at_least": TARGET_OURS_VS_KERAS,
                     "pipeline_vs_ours_ista_at_least": TARGET_PIPELINE_VS_OURS,
                     "slim_vs_dense_savedmodel_batch_bs_at_least":
+                        infer["target_slim_vs_dense_batch_bs"],
+                    "slim_vs_dense_tflite_batch_bs_at_least":
                         infer["target_slim_vs_dense_batch_bs"],
                     "slim_vs_dense_savedmodel_batch1_at_least": TARGET_SLIM_VS_DENSE_BATCH1},
     }

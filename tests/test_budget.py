@@ -67,31 +67,62 @@ def adaptive_budget(model, **kwargs):
     return budget, optimizer, lines
 
 
+def fewest_to_meet(model, bn, order, target):
+    """By compressing and counting by hand: how many of `bn`'s channels, taken in `order`, must
+    be zero for the slim model to keep at most `target` of the dense multiply-adds."""
+    dense = hand_macs(model)
+    original = model.get_layer(bn).gamma.numpy()
+    try:
+        for count in range(1, len(order) + 1):
+            zero(model, bn, order[:count])
+            if hand_macs(pruning.compress(model)) <= target * dense:
+                return count
+    finally:
+        model.get_layer(bn).gamma.assign(original)
+    raise AssertionError("no count meets the target")
+
+
 def test_the_controller_raises_holds_and_stops():
     model = tiny_model()
     budget, optimizer, lines = adaptive_budget(model, target_macs=0.6, max_steps=100,
-                                               check_every=10)
+                                               check_every=10, max_scale=16.0)
+    rho = pruning.penalties(model)[model.get_layer("bn1").gamma.path]
+    # bn1's gammas near zero, in a known order (signs mixed); bn0's far from it.
+    near = np.array([0.05, -0.01, 0.11, 0.03, -0.07, 0.02, 0.12, -0.09, 0.04, 0.06, -0.08, 0.1])
+    model.get_layer("bn0").gamma.assign(np.ones(8, "float32"))
+    model.get_layer("bn1").gamma.assign(near.astype("float32"))
+    order = list(np.argsort(np.abs(near)))
+    count = fewest_to_meet(model, "bn1", order, 0.6)
+    last = abs(near[order[count - 1]]) / rho  # steps at a threshold of 1 per step
+
+    def expected_scale(step, factor):
+        by = 0.5 * (100 - step)  # aim: half the steps left
+        return factor * last / (0.1 * 0.01 * by)
+
+    # Step 0: the last channel that must go is near enough for lambda as it is: held.
+    assert expected_scale(0, 1) < 1
     budget.on_train_begin()
     assert float(optimizer.penalty_scale.numpy()) == 1.0
-    assert not getattr(model, "stop_training", False)
-    # Barely shrinking gammas would not reach zero by step 100: lambda is raised.
-    for name in ("bn0", "bn1"):
-        gamma = model.get_layer(name).gamma
-        gamma.assign(gamma.numpy() * 0.99)
-    lines.append(budget.check(10))
-    assert float(optimizer.penalty_scale.numpy()) == pytest.approx(1.25)
-    assert "lambda raised 0.01 -> 0.0125" in lines[-1]
-    # bn1's gammas shrinking fast enough to be zero by step 100 would meet it: held.
-    gamma = model.get_layer("bn1").gamma
-    gamma.assign(np.sign(gamma.numpy()) * 1e-3)
+    assert "%d more channels must go" % count in lines[-1] and "held at 0.01" in lines[-1]
+    # Ten times as far: lambda is raised to what the threshold needs in half the steps left.
+    model.get_layer("bn1").gamma.assign((10 * near).astype("float32"))
     lines.append(budget.check(20))
-    assert float(optimizer.penalty_scale.numpy()) == pytest.approx(1.25)
-    assert "held" in lines[-1] and "projected at step 100" in lines[-1]
+    assert expected_scale(20, 10) > 1
+    assert float(optimizer.penalty_scale.numpy()) == pytest.approx(expected_scale(20, 10),
+                                                                   rel=1e-5)
+    assert "lambda raised 0.01 ->" in lines[-1], lines[-1]
+    # Fewer steps left, the same gammas: raised again, up to max_scale, then no further.
+    lines.append(budget.check(90))
+    assert expected_scale(90, 10) > 16
+    assert float(optimizer.penalty_scale.numpy()) == pytest.approx(16.0)
+    lines.append(budget.check(95))
+    assert "stays at its ceiling 0.16" in lines[-1], lines[-1]
+    assert not getattr(model, "stop_training", False)
     # Zeros that leave at most 60% of the multiply-adds: met, training stops.
-    zero(model, "bn1", range(10))
-    lines.append(budget.check(30))
-    assert model.stop_training and budget.met_at == 30
-    assert "budget met at step 30" in lines[-1]
+    zero(model, "bn1", order[:count])
+    lines.append(budget.check(96))
+    assert model.stop_training and budget.met_at == 96
+    assert "budget met at step 96" in lines[-1]
     assert budget.fraction["macs"] == pytest.approx(hand_macs(pruning.compress(model))
                                                     / hand_macs(tiny_model()))
 
@@ -152,6 +183,9 @@ def test_budget_refuses_bad_input():
             pruning.Budget(target_macs=bad)
     with pytest.raises(ValueError, match="target_macs or target_params"):
         pruning.Budget()
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match=r"aim must be a fraction in \(0, 1\]"):
+            pruning.Budget(target_macs=0.5, aim=bad)
     plain = pruning.ISTA(0.1, l1_penalty=0.01, penalties=pruning.penalties(model))
     plain.build(model.trainable_variables)
     budget = pruning.Budget(target_params=0.5, optimizer=plain, max_steps=10)

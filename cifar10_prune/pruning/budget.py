@@ -16,13 +16,19 @@ made with `adaptive=True`). Every `check_every` steps the callback computes the 
 current zeros leave. When it is at most the target (every target given), the budget is met and
 training stops there: the stage is over, and its zeros are what compression removes (lambda is
 never lowered to "hold" the result: with a smaller lambda, plain SGD would move zero gammas off
-zero again). Otherwise it projects each penalized gamma's magnitude to the last step at the rate
-it shrank since the previous check (what the penalty and the gradients did together, not what
-the threshold alone would do) and computes the fraction that projection would leave: if it is
-still above the target, the gammas are not shrinking fast enough to meet it in time, and lambda
-is raised by `raise_factor` (at most to `max_scale` times the initial one); if it is below, lambda
-is held. The projection also sees gammas that are shrinking but not yet zero, so lambda is not
-raised merely because the first zeros take time to appear, as a rule on the zeros alone would.
+zero again). Otherwise it asks which channels must still go, nearest to zero first: every channel
+of a prunable group is as far from zero as its slowest member, |gamma| / rho in units of the
+threshold `lr * lambda` per step; the fewest nearest channels whose removal would meet the
+target are found (by counting, as `estimate` does), and the farthest of them, at distance d, sets
+the lambda needed: the one whose threshold alone would bring d to zero within `aim` of the steps
+left, d / (lr * aim * steps left). Lambda is raised to that (at most to `max_scale` times the
+initial one) and never lowered. The gradients push back against the threshold, which is what
+`aim` (half the steps left by default) leaves room for; and since the rule is applied again at
+every check, with fewer steps left and the gammas where training moved them, a channel that
+resists makes lambda rise until it goes. A rule that extrapolated each gamma's recent shrinking
+instead was tried first: gammas shrink fast and then settle where the gradient balances the
+threshold, so the extrapolation promised the target long after it had stopped coming (the quick
+start, 60% of the multiply-adds: lambda first raised at step 1,600 of 2,000).
 """
 import dataclasses
 import math
@@ -84,13 +90,18 @@ def estimate(model, gammas=None):
 
     Args:
       model: a functional Keras model.
-      gammas: optional {gamma path: values} to use instead of the raw gammas (e.g. projected
-        ones); paths not in it read the model's.
+      gammas: optional {gamma path: values} to use instead of the raw gammas (e.g. with some
+        channels set to zero); paths not in it read the model's.
     """
-    analysis = analyze(model)
     values = member_gammas(model)
     values.update(gammas or {})
-    out_keep, in_keep = _kept_masks(analysis, values)
+    return _costs(analyze(model), values)
+
+
+def _costs(analysis, gammas):
+    """The `Costs` left by the channels zero in every member, given {gamma path: values} for
+    every member of `analysis`'s prunable groups."""
+    out_keep, in_keep = _kept_masks(analysis, gammas)
     macs, params = 0, 0
     for node in analysis.nodes:
         layer = node.operation
@@ -145,14 +156,31 @@ def _params(layer, n_in, n_out):
     return total
 
 
-def _projected(now, before, steps, left):
-    """{path: gamma magnitudes projected `left` steps ahead} from their change over `steps`
-    steps (magnitudes that grew are kept as they are; zeros stay zero)."""
-    out = {}
-    for path, gamma in now.items():
-        size = np.abs(gamma)
-        rate = np.maximum(np.abs(before[path]) - size, 0.0) / max(steps, 1)
-        out[path] = np.where(size - rate * left <= 0, 0.0, size)
+def _distances(analysis, gammas, rho):
+    """[(distance, group index, channel)] for every channel of the prunable groups that is not
+    yet zero in all members, nearest first. The distance is the slowest member's |gamma| / rho:
+    the steps it needs at a threshold of `lr * lambda = 1` per step. Channels with an unpenalized
+    member never get there and are left out."""
+    out = []
+    for index, group in enumerate(analysis.groups):
+        if not group.prunable:
+            continue
+        far = np.zeros(group.width)
+        for bn, offset in group.members:
+            r = rho.get(bn.gamma.path, 0.0)
+            size = np.abs(gammas[bn.gamma.path][offset:offset + group.width])
+            far = np.maximum(far, size / r if r > 0 else np.where(size > 0, np.inf, 0.0))
+        out += [(d, index, c) for c, d in enumerate(far) if 0 < d < np.inf]
+    return sorted(out)
+
+
+def _with_zeros(analysis, gammas, channels):
+    """A copy of {gamma path: values} with `channels` [(_, group index, channel)] zeroed in
+    every member of their group."""
+    out = {path: values.copy() for path, values in gammas.items()}
+    for _, index, channel in channels:
+        for bn, offset in analysis.groups[index].members:
+            out[bn.gamma.path][offset + channel] = 0.0
     return out
 
 
@@ -176,7 +204,8 @@ class Budget(keras.callbacks.Callback):
       max_steps: the global step (`optimizer.iterations`) by which the target should be met;
         by default the end of this `fit` (epochs x steps per epoch).
       check_every: steps between checks (and log lines).
-      raise_factor: lambda's factor when the projection misses the target (> 1).
+      aim: the fraction of the steps left (in (0, 1]) within which the threshold alone would
+        bring the last channel that must go to zero, at the lambda the controller sets.
       max_scale: lambda is never raised beyond this many times its initial value.
       optimizer: the `ISTA(adaptive=True)` to steer; by default the model's.
       log: where the lines go (`print`; None: nowhere).
@@ -186,7 +215,7 @@ class Budget(keras.callbacks.Callback):
     """
 
     def __init__(self, target_macs=None, target_params=None, dense=None, max_steps=None,
-                 check_every=100, raise_factor=1.25, max_scale=16.0, optimizer=None, log=print):
+                 check_every=100, aim=0.5, max_scale=16.0, optimizer=None, log=print):
         super().__init__()
         self.targets = {k: v for k, v in (("macs", target_macs), ("params", target_params))
                         if v is not None}
@@ -198,16 +227,17 @@ class Budget(keras.callbacks.Callback):
                     not 0 < value <= 1:
                 raise ValueError("target_%s must be a fraction in (0, 1] of the dense model's %s, "
                                  "e.g. 0.5; got %r" % (kind, KINDS[kind], value))
-        if not raise_factor > 1:
-            raise ValueError("raise_factor must be > 1, got %r" % (raise_factor,))
+        if isinstance(aim, bool) or not isinstance(aim, (int, float)) or not 0 < aim <= 1:
+            raise ValueError("aim must be a fraction in (0, 1] of the steps left, e.g. 0.5; "
+                             "got %r" % (aim,))
         if not (isinstance(check_every, int) and check_every >= 1):
             raise ValueError("check_every must be a whole number of steps >= 1, got %r"
                              % (check_every,))
         self.dense, self.max_steps, self.check_every = dense, max_steps, check_every
-        self.raise_factor, self.max_scale = float(raise_factor), float(max_scale)
+        self.aim, self.max_scale = float(aim), float(max_scale)
         self.optimizer, self.log = optimizer, log or (lambda line: None)
         self.met_at, self.fraction = None, {}
-        self._last = None  # (step, gammas) at the previous check
+        self._analysis = None  # the model's groups, found once
 
     # --- the decision, testable without training ---------------------------------------------
 
@@ -220,9 +250,12 @@ class Budget(keras.callbacks.Callback):
 
     def check(self, step):
         """Look at the model at global step `step`: stop training if the budget is met, else
-        raise or hold lambda. Returns the log line."""
+        raise lambda to what the channels that must still go need (or hold it). Returns the
+        log line."""
+        if self._analysis is None:
+            self._analysis = analyze(self.model)
         gammas = member_gammas(self.model)
-        self.fraction = self.fractions(estimate(self.model, gammas))
+        self.fraction = self.fractions(_costs(self._analysis, gammas))
         now = self._describe(self.fraction)
         if self.met(self.fraction):
             self.met_at = step
@@ -230,18 +263,37 @@ class Budget(keras.callbacks.Callback):
             return ("budget met at step %d: the current zeros leave %s; the stage stops "
                     "sparsifying" % (step, now))
         line = "budget: step %d, the current zeros leave %s" % (step, now)
-        if self._last is not None and self._last[0] < step < self.max_steps:
-            left = max(self.max_steps - step, 0)
-            projected = _projected(gammas, self._last[1], step - self._last[0], left)
-            ahead = self.fractions(estimate(self.model, projected))
-            line += ", %s projected at step %d" % (self._describe(ahead, targets=False),
-                                                    self.max_steps)
-            if not self.met(ahead):
-                line += "; " + self._raise()
+        left = self.max_steps - step
+        needed = self._needed(gammas)
+        if left <= 0 or needed is None:
+            return line
+        count, distance = needed
+        by = step + max(1, int(self.aim * left))
+        scale = distance / (self._learning_rate() * self.optimizer.l1_penalty * (by - step))
+        line += "; %d more channel%s must go, the last at lambda %.4g by step %d" % (
+            count, "s"[:count != 1], scale * self.optimizer.l1_penalty, by)
+        return line + "; " + self._raise_to(scale)
+
+    def _needed(self, gammas):
+        """(count, distance): the fewest channels nearest to zero whose removal would meet the
+        targets, and the distance of the farthest of them (all of them if even that misses);
+        None when no channel can go."""
+        rho = self.optimizer.penalties
+        nearest = _distances(self._analysis, gammas, rho)
+        if not nearest:
+            return None
+        lo, hi = 1, len(nearest)  # the smallest count that meets, by bisection (costs fall)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            zeroed = _with_zeros(self._analysis, gammas, nearest[:mid])
+            if self.met(self.fractions(_costs(self._analysis, zeroed))):
+                hi = mid
             else:
-                line += "; lambda held at %.4g" % self._lambda()
-        self._last = (step, gammas)
-        return line
+                lo = mid + 1
+        return lo, nearest[lo - 1][0]
+
+    def _learning_rate(self):
+        return float(ops.convert_to_numpy(self.optimizer.learning_rate))
 
     def _describe(self, fractions, targets=True):
         return ", ".join("%.1f%% of the dense %s%s" % (100 * f, KINDS[k],
@@ -252,11 +304,15 @@ class Budget(keras.callbacks.Callback):
     def _lambda(self):
         return self.optimizer.l1_penalty * float(ops.convert_to_numpy(self.optimizer.penalty_scale))
 
-    def _raise(self):
-        scale = float(ops.convert_to_numpy(self.optimizer.penalty_scale))
-        new = min(scale * self.raise_factor, self.max_scale)
-        if new <= scale:
-            return "lambda stays at its ceiling %.4g (max_scale %g)" % (self._lambda(), new)
+    def _raise_to(self, scale):
+        """Raise penalty_scale to `scale` (capped at max_scale; never lowered)."""
+        now = float(ops.convert_to_numpy(self.optimizer.penalty_scale))
+        new = min(scale, self.max_scale)
+        if new <= now:
+            if scale > now:
+                return "lambda stays at its ceiling %.4g (max_scale %g)" % (self._lambda(),
+                                                                          self.max_scale)
+            return "lambda held at %.4g" % self._lambda()
         before = self._lambda()
         self.optimizer.penalty_scale.assign(new)
         return "lambda raised %.4g -> %.4g" % (before, self._lambda())
@@ -286,7 +342,7 @@ class Budget(keras.callbacks.Callback):
                 raise ValueError("Budget needs max_steps when fit does not know its number of "
                                  "steps (give steps_per_epoch)")
             self.max_steps = int(ops.convert_to_numpy(self.optimizer.iterations)) + steps * epochs
-        self.met_at, self._last = None, None
+        self.met_at, self._analysis = None, None
         self._step(force=True)
 
     def on_train_batch_end(self, batch, logs=None):
