@@ -57,8 +57,8 @@ def test_estimate_is_what_compression_leaves():
     assert pruning.estimate(model) == pruning.Costs(hand_macs(slim), slim.count_params())
 
 
-def adaptive_budget(model, **kwargs):
-    optimizer = pruning.ISTA(0.1, l1_penalty=0.01, penalties=pruning.penalties(model),
+def adaptive_budget(model, l1_penalty=0.01, **kwargs):
+    optimizer = pruning.ISTA(0.1, l1_penalty=l1_penalty, penalties=pruning.penalties(model),
                              adaptive=True)
     optimizer.build(model.trainable_variables)
     lines = []
@@ -83,40 +83,53 @@ def fewest_to_meet(model, bn, order, target):
 
 
 def test_the_controller_raises_holds_and_stops():
+    """The rule of the module docstring, computed by hand: lr 0.1, lambda 0.1, 100 steps; the
+    channels that must go are bn1's smallest (found by compressing), all with bn1's rho."""
     model = tiny_model()
-    budget, optimizer, lines = adaptive_budget(model, target_macs=0.6, max_steps=100,
-                                               check_every=10, max_scale=16.0)
+    budget, optimizer, lines = adaptive_budget(model, l1_penalty=0.1, target_macs=0.6,
+                                               max_steps=100, check_every=10, max_scale=4.0)
     rho = pruning.penalties(model)[model.get_layer("bn1").gamma.path]
-    # bn1's gammas near zero, in a known order (signs mixed); bn0's far from it.
-    near = np.array([0.05, -0.01, 0.11, 0.03, -0.07, 0.02, 0.12, -0.09, 0.04, 0.06, -0.08, 0.1])
-    model.get_layer("bn0").gamma.assign(np.ones(8, "float32"))
-    model.get_layer("bn1").gamma.assign(near.astype("float32"))
+    gamma1 = model.get_layer("bn1").gamma
+    near = 10 * np.array([0.05, -0.01, 0.11, 0.03, -0.07, 0.02, 0.12, -0.09, 0.04, 0.06, -0.08,
+                          0.1])
+    model.get_layer("bn0").gamma.assign(np.full(8, 5.0, "float32"))  # far from zero
+    gamma1.assign(near.astype("float32"))
     order = list(np.argsort(np.abs(near)))
     count = fewest_to_meet(model, "bn1", order, 0.6)
-    last = abs(near[order[count - 1]]) / rho  # steps at a threshold of 1 per step
+    lr, l1 = 0.1, 0.1
 
-    def expected_scale(step, factor):
-        by = 0.5 * (100 - step)  # aim: half the steps left
-        return factor * last / (0.1 * 0.01 * by)
+    def lambda_needed(step, push):
+        """The lambda bn1's last channel that must go needs: push + |gamma| / (half the steps
+        left) per step, from a threshold of lr * lambda * rho."""
+        size = np.sort(np.abs(gamma1.numpy()))[count - 1]
+        return (push + size / int(0.5 * (100 - step))) / (lr * rho)
 
-    # Step 0: the last channel that must go is near enough for lambda as it is: held.
-    assert expected_scale(0, 1) < 1
+    def scale():
+        return float(optimizer.penalty_scale.numpy())
+
+    # Step 0, no push known yet: the threshold alone is enough at lambda as it is: held.
+    assert lambda_needed(0, 0.0) < l1
     budget.on_train_begin()
-    assert float(optimizer.penalty_scale.numpy()) == 1.0
-    assert "%d more channels must go" % count in lines[-1] and "held at 0.01" in lines[-1]
-    # Ten times as far: lambda is raised to what the threshold needs in half the steps left.
-    model.get_layer("bn1").gamma.assign((10 * near).astype("float32"))
+    assert scale() == 1.0
+    assert "%d more channels must go" % count in lines[-1] and "held at 0.1" in lines[-1]
+    # Step 20, the gammas have not moved: the gradient pushed back by the whole threshold.
     lines.append(budget.check(20))
-    assert expected_scale(20, 10) > 1
-    assert float(optimizer.penalty_scale.numpy()) == pytest.approx(expected_scale(20, 10),
-                                                                   rel=1e-5)
-    assert "lambda raised 0.01 ->" in lines[-1], lines[-1]
-    # Fewer steps left, the same gammas: raised again, up to max_scale, then no further.
+    expected = lambda_needed(20, lr * l1 * rho)
+    assert expected > l1 and scale() == pytest.approx(expected / l1, rel=1e-5)
+    assert "lambda raised 0.1 ->" in lines[-1], lines[-1]
+    # Step 22, every gamma shrank by its whole threshold: no push, less needed: held.
+    applied = lr * l1 * scale()
+    gamma1.assign((np.sign(near) * (np.abs(near) - 2 * applied * rho)).astype("float32"))
+    assert lambda_needed(22, 0.0) < l1 * scale()
+    held = scale()
+    lines.append(budget.check(22))
+    assert scale() == held and "held" in lines[-1], lines[-1]
+    # Step 90, not moved since: pushed back again, and few steps left: up to max_scale, no more.
+    assert lambda_needed(90, applied * rho) > 4 * l1
     lines.append(budget.check(90))
-    assert expected_scale(90, 10) > 16
-    assert float(optimizer.penalty_scale.numpy()) == pytest.approx(16.0)
+    assert scale() == pytest.approx(4.0)
     lines.append(budget.check(95))
-    assert "stays at its ceiling 0.16" in lines[-1], lines[-1]
+    assert "stays at its ceiling 0.4" in lines[-1], lines[-1]
     assert not getattr(model, "stop_training", False)
     # Zeros that leave at most 60% of the multiply-adds: met, training stops.
     zero(model, "bn1", order[:count])
