@@ -27,11 +27,9 @@ lambda is raised to what the most demanding of them needs (at most `max_scale` t
 initial lambda; never lowered). At the first check no push is known yet and the threshold alone
 is assumed.
 
-Two simpler rules were tried first on the quick start (60% of the multiply-adds, 2,000 steps),
-and both missed: extrapolating each gamma's recent shrinking to the end of the stage (lambda
-first raised at step 1,600; 64.1%), and the threshold alone without the push (70.3%): gammas
-shrink quickly and then settle where the gradient balances the threshold, just above zero, and
-a rule blind to that balance sees them as almost there while they no longer move.
+The push is what makes the rule work: gammas shrink quickly and then settle just above zero,
+where the gradient balances the threshold, and the two rules blind to it that came first missed
+the quick start's budget (docs/quick_start.md).
 """
 import dataclasses
 import math
@@ -279,7 +277,8 @@ class Budget(keras.callbacks.Callback):
                     "sparsifying" % (step, now))
         line = "budget: step %d, the current zeros leave %s" % (step, now)
         left = self.max_steps - step
-        threshold = self._learning_rate() * self._lambda()
+        lr = self._learning_rate()
+        threshold = lr * self._lambda()
         last, self._last = self._last, (step, gammas, threshold)
         if left <= 0:
             return line
@@ -294,7 +293,7 @@ class Budget(keras.callbacks.Callback):
             return line
         count, need = needed
         # `need` is relative to the lambda of the last interval; penalty_scale to the initial.
-        scale = need * applied / (self._learning_rate() * self.optimizer.l1_penalty)
+        scale = need * applied / (lr * self.optimizer.l1_penalty)
         line += "; %d more channel%s must go, the last at lambda %.4g by step %d" % (
             count, "s"[:count != 1], scale * self.optimizer.l1_penalty, step + within)
         return line + "; " + self._raise_to(scale)
