@@ -64,10 +64,11 @@ def _has_budget():
 def _budget(spec, optimizer):
     """The `pruning.Budget` of --target_macs / --target_params, steering `optimizer`: its
     fractions are of the dense model of `spec`'s kind (block outputs or not), not of the model
-    the stage starts from, and it checks at each log line."""
+    the stage starts from; it checks at each log line and, once met, holds the zeros."""
     dense = pruning.estimate(models.build_model(spec.unpruned(), FLAGS.weight_decay))
     return pruning.Budget(target_macs=FLAGS.target_macs, target_params=FLAGS.target_params,
-                          dense=dense, max_steps=FLAGS.max_steps,
+                          dense=dense, max_steps=max(1, round(FLAGS.budget_meet_by
+                                                              * FLAGS.max_steps)),
                           check_every=FLAGS.log_frequency, optimizer=optimizer)
 
 
@@ -110,7 +111,7 @@ def train_stage(trainer, version, train_dir, spec, budget=None):
                                                  "absorb_pruned_constants", "seed", "use_fp16")}
         if budget is not None:  # recorded only when used: other stages' records stay as they were
             settings.update(target_macs=FLAGS.target_macs, target_params=FLAGS.target_params,
-                            budget_met_at_step=budget.met_at,
+                            budget_meet_by=FLAGS.budget_meet_by, budget_met_at_step=budget.met_at,
                             final_l1_penalty=budget.optimizer.l1_penalty
                             * float(budget.optimizer.penalty_scale.numpy()))
         end = stages.StageEnd(spec, trainer.model, trainer.ema.averages(),

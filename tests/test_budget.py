@@ -131,13 +131,43 @@ def test_the_controller_raises_holds_and_stops():
     lines.append(budget.check(95))
     assert "stays at its ceiling 0.4" in lines[-1], lines[-1]
     assert not getattr(model, "stop_training", False)
-    # Zeros that leave at most 60% of the multiply-adds: met, training stops.
+    # Zeros that leave at most 60% of the multiply-adds: met; the zeros are held from here and
+    # training goes on.
     zero(model, "bn1", order[:count])
     lines.append(budget.check(96))
-    assert model.stop_training and budget.met_at == 96
-    assert "budget met at step 96" in lines[-1]
+    assert budget.met_at == 96 and float(optimizer.zeros_held_since.numpy()) == 96
+    assert not getattr(model, "stop_training", False)
+    assert "budget met at step 96" in lines[-1] and "held" in lines[-1], lines[-1]
     assert budget.fraction["macs"] == pytest.approx(hand_macs(pruning.compress(model))
                                                     / hand_macs(tiny_model()))
+    # A later check (a resumed run) dates the budget from the step the zeros are held since.
+    lines.append(budget.check(99))
+    assert budget.met_at == 96 and "met at step 96" in lines[-1]
+    # hold=False: met, and training stops there.
+    stopping, _, _ = adaptive_budget(model, target_macs=0.6, max_steps=100, hold=False,
+                                     dense=pruning.estimate(tiny_model()))
+    stopping.on_train_begin()
+    assert model.stop_training and stopping.met_at == 0
+
+
+def test_past_its_deadline_the_controller_aims_at_the_next_check():
+    """Not met by max_steps: lambda is set for the last channel that must go to reach zero by
+    the next check (the threshold alone: no push is known at a first check)."""
+    model = tiny_model()
+    budget, optimizer, lines = adaptive_budget(model, l1_penalty=0.1, target_macs=0.6,
+                                               max_steps=100, check_every=10, max_scale=1e6)
+    budget.dense = pruning.estimate(model)
+    gamma1 = model.get_layer("bn1").gamma
+    near = np.linspace(0.1, 1.2, 12).astype("float32")
+    model.get_layer("bn0").gamma.assign(np.full(8, 5.0, "float32"))
+    gamma1.assign(near)
+    count = fewest_to_meet(model, "bn1", list(range(12)), 0.6)
+    rho = pruning.penalties(model)[gamma1.path]
+    lines.append(budget.check(150))
+    expected = near[count - 1] / 10 / (0.1 * rho)
+    assert expected > 0.1
+    assert float(optimizer.penalty_scale.numpy()) * 0.1 == pytest.approx(expected, rel=1e-5)
+    assert "by step 160" in lines[-1], lines[-1]
 
 
 def test_budget_stops_a_fit_once_met_and_says_when_it_missed():
@@ -150,7 +180,7 @@ def test_budget_stops_a_fit_once_met_and_says_when_it_missed():
                                          penalties=pruning.penalties(model)),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     lines = []
-    budget = pruning.Budget(target_macs=0.7, check_every=2, log=lines.append)
+    budget = pruning.Budget(target_macs=0.7, check_every=2, hold=False, log=lines.append)
     model.fit(images, labels, batch_size=16, epochs=50, verbose=0, callbacks=[budget])
     steps = int(model.optimizer.iterations.numpy())
     assert budget.met_at is not None and steps < 200, lines
@@ -165,9 +195,44 @@ def test_budget_stops_a_fit_once_met_and_says_when_it_missed():
     budget = pruning.Budget(target_macs=0.1, check_every=2, max_scale=2.0, log=lines.append)
     model.fit(images, labels, batch_size=16, epochs=2, verbose=0, callbacks=[budget])
     assert budget.met_at is None and int(model.optimizer.iterations.numpy()) == 8
-    assert lines[-1].startswith("budget missed: training ended at step 8 (max_steps 8) with "
+    assert lines[-1].startswith("budget missed: training ended at step 8 (to be met by step 8) with "
                                 "100.0% of the dense multiply-adds: 90.0 points above the "
                                 "target 10.0%"), lines[-1]
+
+
+def gammas(model):
+    return {layer.name: layer.gamma.numpy() for layer in model.layers
+            if isinstance(layer, L.BatchNormalization)}
+
+
+def test_a_held_budget_trains_on_with_the_same_zeros():
+    """Met by step 20 of 200: training runs to 200, the zeros of the met step are the zeros at
+    the end (none revived, none added), and the surviving gammas kept training."""
+    rng = np.random.RandomState(0)
+    images = rng.normal(size=(64, 8, 8, 3)).astype("float32")
+    labels = rng.randint(0, 4, 64)
+    model = tiny_model()
+    model.compile(optimizer=pruning.ISTA(0.05, l1_penalty=2.0, adaptive=True,
+                                         penalties=pruning.penalties(model)),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+
+    class Snapshot(keras.callbacks.Callback):
+        """The gammas right after the step the budget is met at (it runs after `budget`)."""
+        def on_train_batch_end(self, batch, logs=None):
+            if budget.met_at is not None and not hasattr(self, "gammas"):
+                self.gammas = gammas(model)
+
+    budget = pruning.Budget(target_macs=0.7, max_steps=20, check_every=2, log=None)
+    snapshot = Snapshot()
+    model.fit(images, labels, batch_size=16, epochs=50, verbose=0,
+              callbacks=[budget, snapshot])
+    assert int(model.optimizer.iterations.numpy()) == 200
+    assert budget.met_at is not None and budget.met_at <= 20
+    end = gammas(model)
+    for path, at_met in snapshot.gammas.items():
+        np.testing.assert_array_equal(end[path] == 0, at_met == 0)
+    moved = [np.abs(end[p] - v)[v != 0].max() for p, v in snapshot.gammas.items() if (v != 0).any()]
+    assert max(moved) > 0
 
 
 def test_adaptive_ista_scales_the_threshold_and_saves_the_scale(tmp_path):
@@ -187,6 +252,15 @@ def test_adaptive_ista_scales_the_threshold_and_saves_the_scale(tmp_path):
     tf.train.Checkpoint(optimizer=again).read(path).assert_existing_objects_matched()
     assert float(again.penalty_scale.numpy()) == 1.5
     assert pruning.ISTA.from_config(optimizer.get_config()).adaptive
+    # Held: zeros stay zero whatever the gradient, the rest take the plain step, no threshold.
+    optimizer.zeros_held_since.assign(7.0)
+    gradient = np.array([2.0, -1.0, 3.0], "float32")
+    optimizer.apply([tf.constant(gradient)], [gamma])
+    np.testing.assert_allclose(gamma.numpy(), [0.7 - 0.1 * 2.0, -0.7 + 0.1 * 1.0, 0.0],
+                               rtol=1e-6)
+    path = tf.train.Checkpoint(optimizer=optimizer).write(str(tmp_path / "held"))
+    tf.train.Checkpoint(optimizer=again).read(path).assert_existing_objects_matched()
+    assert float(again.zeros_held_since.numpy()) == 7.0
 
 
 def test_budget_refuses_bad_input():
@@ -236,9 +310,11 @@ def test_a_budget_ends_the_stage_and_a_rerun_keeps_it(tiny_data, tmp_path):
     args = ["--data_dir", tiny_data, "--train_dir", base, "--batch_size", 10, "--log_frequency",
             2, "--seed", 1, "--max_steps", 60, "--l1_penalty", 0.5, "--target_macs", 0.8]
     out = run_cli("train", *args).stdout
-    met = re.search(r"budget met at step (\d+): the current zeros leave ([\d.]+)% of the dense "
-                    r"multiply-adds \(target 80.0%\); the stage stops sparsifying", out)
+    met = re.search(r"budget met at step (\d+): the zeros leave ([\d.]+)% of the dense "
+                    r"multiply-adds \(target 80.0%\); the stage stops sparsifying and trains on "
+                    r"with them held", out)
     assert met and int(met.group(1)) < 60, out[-3000:]
+    assert "step 60 (end of stage)" in out  # trained on to --max_steps
     assert "budget: step 2, the current zeros leave" in out
     with open(os.path.join(base + "_1", "architecture.json")) as f:
         record = json.load(f)
@@ -247,9 +323,7 @@ def test_a_budget_ends_the_stage_and_a_rerun_keeps_it(tiny_data, tmp_path):
     assert flops <= 0.8 * costs.conv_flops(models.build_model(ArchSpec.dense("resnet20")))
     assert flops / 41599616 == pytest.approx(float(met.group(2)) / 100, abs=5e-4)
     assert record["trained_with"]["budget_met_at_step"] == int(met.group(1))
-    # The same command again: the met budget ends the stage before any step, and the
-    # compression already written is kept.
+    # The same command again: the stage is over, and the compression already written is kept.
     again = run_cli("train", *args).stdout
-    assert "budget met at step %s" % met.group(1) in again
-    assert ": step %d, loss" % int(met.group(1)) not in again
+    assert ", loss" not in again
     assert "already holds the compression" in again

@@ -14,9 +14,12 @@ never promises more than the groups give.
 The controller (`Budget`): lambda is multiplied by the optimizer's `penalty_scale` (an `ISTA`
 made with `adaptive=True`). Every `check_every` steps the callback computes the fraction the
 current zeros leave. When it is at most the target (every target given), the budget is met and
-training stops there: the stage is over, and its zeros are what compression removes (lambda is
-never lowered to "hold" the result: with a smaller lambda, plain SGD would move zero gammas off
-zero again). Otherwise it asks which channels must still go, and what lambda each needs. ISTA
+the sparsifying ends: with `hold` (the default) training goes on to its end with those zeros
+held at zero and the other gammas free of the penalty (the optimizer's `zeros_held_since`), so
+the steps left train the channels that stay; without it training stops there. Either way the
+zeros at that step are what compression removes (lowering lambda instead would not do: plain
+SGD moves zero gammas off zero). Otherwise it asks which channels must still go, and what lambda
+each needs. ISTA
 shrinks a member's |gamma| by its threshold `lr * lambda * rho` per step, and the gradient pushes
 back: from the last interval, the push is the threshold that was applied minus the shrinking
 that was seen. For |gamma| to reach zero within `aim` of the steps left, the threshold must beat
@@ -25,7 +28,8 @@ its group's members (it goes only when all are zero). The fewest channels needin
 lambda whose removal would meet the target are found (by counting, as `estimate` does), and
 lambda is raised to what the most demanding of them needs (at most `max_scale` times the
 initial lambda; never lowered). At the first check no push is known yet and the threshold alone
-is assumed.
+is assumed. Past `max_steps` (the step by which the budget should be met) and not met yet, it
+aims at the next check.
 
 The push is what makes the rule work: gammas shrink quickly and then settle just above zero,
 where the gradient balances the threshold, and the two rules blind to it that came first missed
@@ -198,14 +202,14 @@ def _with_zeros(analysis, gammas, channels):
 
 class Budget(keras.callbacks.Callback):
     """Adapt lambda until the current zeros leave at most `target_macs` of the dense model's
-    multiply-adds and / or `target_params` of its parameters, then stop training (see the module
-    docstring for the rule).
+    multiply-adds and / or `target_params` of its parameters, then hold those zeros for the rest
+    of training, or stop it (see the module docstring for the rule).
 
         optimizer = pruning.ISTA(0.1, l1_penalty=0.005, penalties=pruning.penalties(model),
                                  adaptive=True)
         model.compile(optimizer=optimizer, ...)
-        budget = pruning.Budget(target_macs=0.5)
-        model.fit(..., epochs=30, callbacks=[budget])   # stops once met
+        budget = pruning.Budget(target_macs=0.5, max_steps=10_000)  # met by step 10,000
+        model.fit(..., epochs=30, callbacks=[budget])   # then trains on with the zeros held
         slim = pruning.compress(model)
 
     Args:
@@ -214,7 +218,9 @@ class Budget(keras.callbacks.Callback):
       dense: the dense model's `Costs` the fractions are of; by default the model's own when
         training begins (give it when training resumes a model already partly pruned).
       max_steps: the global step (`optimizer.iterations`) by which the target should be met;
-        by default the end of this `fit` (epochs x steps per epoch).
+        by default the end of this `fit` (epochs x steps per epoch). Meeting it earlier leaves
+        the steps after it to train the slim channels.
+      hold: once met, train on with the zeros held (True), or stop training (False).
       check_every: steps between checks (and log lines).
       aim: the fraction of the steps left (in (0, 1]) within which the threshold alone would
         bring the last channel that must go to zero, at the lambda the controller sets.
@@ -227,7 +233,7 @@ class Budget(keras.callbacks.Callback):
     """
 
     def __init__(self, target_macs=None, target_params=None, dense=None, max_steps=None,
-                 check_every=100, aim=0.5, max_scale=16.0, optimizer=None, log=print):
+                 check_every=100, aim=0.5, max_scale=16.0, hold=True, optimizer=None, log=print):
         super().__init__()
         self.targets = {k: v for k, v in (("macs", target_macs), ("params", target_params))
                         if v is not None}
@@ -246,7 +252,7 @@ class Budget(keras.callbacks.Callback):
             raise ValueError("check_every must be a whole number of steps >= 1, got %r"
                              % (check_every,))
         self.dense, self.max_steps, self.check_every = dense, max_steps, check_every
-        self.aim, self.max_scale = float(aim), float(max_scale)
+        self.aim, self.max_scale, self.hold = float(aim), float(max_scale), bool(hold)
         self.optimizer, self.log = optimizer, log or (lambda line: None)
         self.met_at, self.fraction = None, {}
         self._analysis = None  # the model's groups, found once
@@ -271,18 +277,14 @@ class Budget(keras.callbacks.Callback):
         self.fraction = self.fractions(_costs(self._analysis, gammas))
         now = self._describe(self.fraction)
         if self.met(self.fraction):
-            self.met_at = step
-            self.model.stop_training = True
-            return ("budget met at step %d: the current zeros leave %s; the stage stops "
-                    "sparsifying" % (step, now))
+            return self._met(step, now)
         line = "budget: step %d, the current zeros leave %s" % (step, now)
         left = self.max_steps - step
         lr = self._learning_rate()
         threshold = lr * self._lambda()
         last, self._last = self._last, (step, gammas, threshold)
-        if left <= 0:
-            return line
-        within = max(1, int(self.aim * left))
+        # Past the step it should have been met by: aim at the next check.
+        within = max(1, int(self.aim * left)) if left > 0 else self.check_every
         before, steps, applied = None, 1, threshold
         if last is not None and last[0] < step:
             steps, before, applied = step - last[0], last[1], last[2]
@@ -297,6 +299,24 @@ class Budget(keras.callbacks.Callback):
         line += "; %d more channel%s must go, the last at lambda %.4g by step %d" % (
             count, "s"[:count != 1], scale * self.optimizer.l1_penalty, step + within)
         return line + "; " + self._raise_to(scale)
+
+    def _met(self, step, now):
+        """Record the budget met at `step` (or earlier: the step the held zeros date from), then
+        hold the zeros or stop training."""
+        held = self._held_since()
+        self.met_at = step if held is None else held
+        if not self.hold:
+            self.model.stop_training = True
+            return ("budget met at step %d: the current zeros leave %s; the stage stops "
+                    "sparsifying" % (step, now))
+        if held is None:
+            self.optimizer.zeros_held_since.assign(float(step))
+        return ("budget met at step %d: the zeros leave %s; the stage stops sparsifying and "
+                "trains on with them held" % (self.met_at, now))
+
+    def _held_since(self):
+        since = float(ops.convert_to_numpy(self.optimizer.zeros_held_since))
+        return None if since < 0 else int(since)
 
     def _fewest(self, gammas, needs):
         """(count, need): the fewest least demanding channels whose removal would meet the
@@ -375,13 +395,18 @@ class Budget(keras.callbacks.Callback):
             return
         step = int(ops.convert_to_numpy(self.optimizer.iterations))
         self.fraction = self.fractions(estimate(self.model))
+        if self.met(self.fraction):  # at a last step no check saw
+            self.log(self._met(step, self._describe(self.fraction)))
+            return
         over = ", ".join("%.1f points above the target %.1f%%"
                          % (100 * (self.fraction[k] - t), 100 * t)
                          for k, t in self.targets.items() if self.fraction[k] > t)
-        self.log("budget missed: training ended at step %d (max_steps %d) with %s: %s"
+        self.log("budget missed: training ended at step %d (to be met by step %d) with %s: %s"
                  % (step, self.max_steps, self._describe(self.fraction, targets=False), over))
 
     def _step(self, force=False):
+        if self.met_at is not None and not force:
+            return  # held: the zeros cannot change
         step = int(ops.convert_to_numpy(self.optimizer.iterations))
-        if force or step % self.check_every == 0 or step >= self.max_steps:
+        if force or step % self.check_every == 0 or step == self.max_steps:
             self.log(self.check(step))

@@ -22,9 +22,12 @@ class ISTA(keras.optimizers.SGD):
       penalties: {variable path: rho_l}, e.g. from `pruning.penalties(model)` (any functional
         model) or `models.penalties(model)` (the recipe's). Other variables get the plain
         gradient step.
-      adaptive: give the optimizer `penalty_scale`, a variable (1.0 to start, saved with the
-        optimizer) that multiplies lambda, for a controller such as `pruning.Budget` to raise
-        during training. Without it lambda is a constant of the compiled step, as before.
+      adaptive: give the optimizer two variables (saved with it) for a controller such as
+        `pruning.Budget` to steer during training: `penalty_scale` (1.0 to start) multiplies
+        lambda; `zeros_held_since` (-1 to start) is, once set to a step >= 0, the step from which
+        the penalized variables are held: their zeros stay exactly zero and the rest take the
+        plain gradient step, without the threshold (the pruning is decided, the survivors
+        train on). Without it lambda is a constant of the compiled step, as before.
     """
 
     def __init__(self, learning_rate=0.1, l1_penalty=0.0, penalties=None, name="ista",
@@ -43,7 +46,7 @@ class ISTA(keras.optimizers.SGD):
         self.penalties = {str(k): float(v) for k, v in (penalties or {}).items()}
         self._rho = []
         self.adaptive = bool(adaptive)
-        self.penalty_scale = None
+        self.penalty_scale = self.zeros_held_since = None
 
     def build(self, variables):
         if self.built:
@@ -59,16 +62,25 @@ class ISTA(keras.optimizers.SGD):
         if self.adaptive:
             self.penalty_scale = self.add_variable((), initializer="ones", dtype="float32",
                                                    name="penalty_scale")
+            self.zeros_held_since = self.add_variable(
+                (), initializer=keras.initializers.Constant(-1.0), dtype="float32",
+                name="zeros_held_since")
 
     def update_step(self, gradient, variable, learning_rate):
-        super().update_step(gradient, variable, learning_rate)
         rho = self._rho[self._get_variable_index(variable)]
-        if rho and self.l1_penalty:
+        penalized = rho and self.l1_penalty
+        if penalized and self.adaptive:
+            was_zero = ops.equal(variable, 0.0)  # read before the step below changes it
+        super().update_step(gradient, variable, learning_rate)
+        if penalized:
             threshold = ops.cast(learning_rate, variable.dtype) * (rho * self.l1_penalty)
             if self.adaptive:  # not otherwise: the default step stays bit for bit as it was
                 threshold = threshold * ops.cast(self.penalty_scale, variable.dtype)
-            self.assign(variable, ops.sign(variable) *
-                        ops.maximum(ops.abs(variable) - threshold, 0.0))
+            value = ops.sign(variable) * ops.maximum(ops.abs(variable) - threshold, 0.0)
+            if self.adaptive:
+                held = ops.where(was_zero, ops.zeros_like(variable), variable)
+                value = ops.where(self.zeros_held_since >= 0, held, value)
+            self.assign(variable, value)
 
     def get_config(self):
         config = super().get_config()
