@@ -13,8 +13,9 @@
 #   0,0,0 trains the dense baseline of a schedule).
 # --target_macs F: a budget for the sparsifying stage (stage 2 of 3) of the pruned run: lambda
 #   is raised from its l1_penalty until the zeros leave at most F of the dense conv multiply-adds,
-#   and the stage ends there (README, "Prune to a budget"). With --prune_block_outputs (passed to
-#   every call) resnet20's residual stream is pruned too.
+#   then those zeros are held to the stage's end (README, "Beyond the paper"); --budget_meet_by B
+#   (passed to every call) aims to meet it by that fraction of the stage. With
+#   --prune_block_outputs (passed to every call) resnet20's residual stream is pruned too.
 # --baseline also trains the dense baseline (the same schedule and flags with l1_penalty 0)
 #   into TRAIN_DIR/baseline, exports it as saved_model_dense and compares it in the report.
 # Everything goes under --train_dir: stages cifar10_train_{0..3}, evals eval_{1..3},
@@ -51,7 +52,7 @@ while [ $# -gt 0 ]; do
     --baseline) BASELINE=1; shift ;;
     --target_macs) TARGET_MACS=$2; shift 2 ;;
     --target_macs=*) TARGET_MACS=${1#*=}; shift ;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     --*=*) PASS+=("$1"); shift ;;
     # As --name=value: absl leaves the value of a flag it skips (--undefok) as a stray argument.
     --*) if [ $# -gt 1 ] && [[ "$2" != --* ]]; then PASS+=("$1=$2"); shift 2; else PASS+=("$1"); shift; fi ;;
