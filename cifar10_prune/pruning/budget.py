@@ -19,11 +19,10 @@ held at zero and the other gammas free of the penalty (the optimizer's `zeros_he
 the steps left train the channels that stay; without it training stops there. Either way the
 zeros at that step are what compression removes (lowering lambda instead would not do: plain
 SGD moves zero gammas off zero). Otherwise it asks which channels must still go, and what lambda
-each needs. ISTA
-shrinks a member's |gamma| by its threshold `lr * lambda * rho` per step, and the gradient pushes
-back: from the last interval, the push is the threshold that was applied minus the shrinking
-that was seen. For |gamma| to reach zero within `aim` of the steps left, the threshold must beat
-the push by |gamma| / (aim * steps left) per step; a channel needs the largest such lambda of
+each needs. ISTA shrinks a member's |gamma| by its threshold `lr * lambda * rho` per step, and
+the gradient pushes back: from the last interval, the push is the threshold that was applied
+minus the shrinking that was seen. For |gamma| to reach zero within `aim` of the steps left
+until `max_steps`, the threshold must beat the push by |gamma| / (aim * steps left) per step; a channel needs the largest such lambda of
 its group's members (it goes only when all are zero). The fewest channels needing the least
 lambda whose removal would meet the target are found (by counting, as `estimate` does), and
 lambda is raised to what the most demanding of them needs (at most `max_scale` times the
