@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from absl import flags
+from keras import ops
 
 from cifar10_prune import costs, models, pruning
 from cifar10_prune.flags.train import define_train_flags
@@ -205,15 +206,19 @@ def gammas(model):
             if isinstance(layer, L.BatchNormalization)}
 
 
-def test_a_held_budget_trains_on_with_the_same_zeros():
-    """Met by step 20 of 200: training runs to 200, the zeros of the met step are the zeros at
-    the end (none revived, none added), and the surviving gammas kept training."""
+def test_a_held_budget_trains_on_with_the_fewest_zeros_that_meet_it():
+    """Met by step 20 of 200: training runs to 200. The channels held at zero are some of the
+    zeros of the met step and no more than the budget needs (with all of them removed the
+    model meets it, with any one of them back it would not, counted by compressing); they are
+    still zero at the end, and the other gammas kept training."""
     rng = np.random.RandomState(0)
     images = rng.normal(size=(64, 8, 8, 3)).astype("float32")
     labels = rng.randint(0, 4, 64)
     model = tiny_model()
-    model.compile(optimizer=pruning.ISTA(0.05, l1_penalty=2.0, adaptive=True,
-                                         penalties=pruning.penalties(model)),
+    dense_macs = hand_macs(model)
+    optimizer = pruning.ISTA(0.05, l1_penalty=0.5, adaptive=True,
+                             penalties=pruning.penalties(model))
+    model.compile(optimizer=optimizer,
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
 
     class Snapshot(keras.callbacks.Callback):
@@ -222,42 +227,95 @@ def test_a_held_budget_trains_on_with_the_same_zeros():
             if budget.met_at is not None and not hasattr(self, "gammas"):
                 self.gammas = gammas(model)
 
-    budget = pruning.Budget(target_macs=0.7, max_steps=20, check_every=2, log=None)
+    lines = []
+    budget = pruning.Budget(target_macs=0.7, max_steps=20, check_every=2, log=lines.append)
     snapshot = Snapshot()
     model.fit(images, labels, batch_size=16, epochs=50, verbose=0,
               callbacks=[budget, snapshot])
     assert int(model.optimizer.iterations.numpy()) == 200
-    assert budget.met_at is not None and budget.met_at <= 20
+    assert budget.met_at is not None and budget.met_at <= 20, lines
     end = gammas(model)
-    for path, at_met in snapshot.gammas.items():
-        np.testing.assert_array_equal(end[path] == 0, at_met == 0)
-    moved = [np.abs(end[p] - v)[v != 0].max() for p, v in snapshot.gammas.items() if (v != 0).any()]
+    held = {name: optimizer.held_zeros()[model.get_layer(name).gamma.path] for name in end}
+    for name, at_met in snapshot.gammas.items():
+        assert (at_met[held[name]] == 0).all() and (end[name][held[name]] == 0).all()
+
+    counter = tiny_model()  # betas 0: the removed channels' constants need no border terms
+
+    def macs_without(channels):
+        for name, values in end.items():
+            counter.get_layer(name).gamma.assign(np.where(np.isin(np.arange(len(values)),
+                                                                  channels.get(name, [])),
+                                                          0.0, 1.0).astype("float32"))
+        return hand_macs(pruning.compress(counter))
+
+    chosen = {name: list(np.flatnonzero(mask)) for name, mask in held.items()}
+    assert macs_without(chosen) <= 0.7 * dense_macs
+    for name in chosen:
+        for channel in chosen[name]:
+            fewer = dict(chosen, **{name: [c for c in chosen[name] if c != channel]})
+            assert macs_without(fewer) > 0.7 * dense_macs, (name, channel)
+    count = sum(len(c) for c in chosen.values())
+    zero_at_met = sum(int((v == 0).sum()) for v in snapshot.gammas.values())
+    met_line = next(line for line in lines if line.startswith("budget met"))
+    assert "with %d of the %d channels they remove held at zero" % (count, zero_at_met) \
+        in met_line, met_line
+    moved = [np.abs(end[n] - v)[v != 0].max() for n, v in snapshot.gammas.items() if (v != 0).any()]
     assert max(moved) > 0
 
 
+def test_held_zeros_are_the_channels_compression_removes():
+    """Two batch norms coupled by an add: a channel zero in both goes and is held; a zero in
+    one of them only removes nothing, and is left to train."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6, 6, 3))
+    a = L.BatchNormalization(name="bn_a")(L.Conv2D(4, 3, padding="same", name="conv_a")(inputs))
+    b = L.BatchNormalization(name="bn_b")(L.Conv2D(4, 1, name="conv_b")(inputs))
+    x = L.GlobalAveragePooling2D()(L.ReLU()(L.Add()([a, b])))
+    model = keras.Model(inputs, L.Dense(2, name="head")(x))
+    dense = pruning.estimate(model)
+    zero(model, "bn_a", [0, 1])
+    zero(model, "bn_b", [0])
+    assert pruning.compress(model).get_layer("conv_a").kernel.shape[-1] == 3  # channel 0 only
+    budget, optimizer, lines = adaptive_budget(model, target_macs=0.9, max_steps=10,
+                                               dense=dense)
+    budget.on_train_begin()
+    assert budget.met_at == 0, lines
+    images = np.random.RandomState(0).normal(size=(8, 6, 6, 3)).astype("float32")
+    with tf.GradientTape() as tape:
+        loss = ops.mean(model(images, training=True) ** 2)
+    variables = model.trainable_variables
+    optimizer.apply(tape.gradient(loss, variables), variables)
+    g_a, g_b = (model.get_layer(n).gamma.numpy() for n in ("bn_a", "bn_b"))
+    assert g_a[0] == 0 and g_b[0] == 0  # held
+    assert g_a[1] != 0  # freed: its channel stays, through bn_b
+
+
 def test_adaptive_ista_scales_the_threshold_and_saves_the_scale(tmp_path):
-    gamma = keras.Variable(np.array([1.0, -1.0, 0.05], "float32"), name="gamma")
+    gamma = keras.Variable(np.array([1.0, -1.0, 0.05, 0.2], "float32"), name="gamma")
     plain = pruning.ISTA(0.1, l1_penalty=1.0, penalties={gamma.path: 2.0})
     plain.build([gamma])
     assert plain.penalty_scale is None and "adaptive" not in plain.get_config()
     optimizer = pruning.ISTA(0.1, l1_penalty=1.0, penalties={gamma.path: 2.0}, adaptive=True)
     optimizer.build([gamma])
     optimizer.penalty_scale.assign(1.5)
-    optimizer.apply([tf.zeros(3)], [gamma])  # zero gradient: only the proximal step
+    optimizer.apply([tf.zeros(4)], [gamma])  # zero gradient: only the proximal step
     # threshold = lr * rho * lambda * scale = 0.1 * 2 * 1 * 1.5 = 0.3
-    np.testing.assert_allclose(gamma.numpy(), [0.7, -0.7, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(gamma.numpy(), [0.7, -0.7, 0.0, 0.0], rtol=1e-6)
     path = tf.train.Checkpoint(optimizer=optimizer).write(str(tmp_path / "c"))
     again = pruning.ISTA(0.1, l1_penalty=1.0, penalties={gamma.path: 2.0}, adaptive=True)
     again.build([gamma])
     tf.train.Checkpoint(optimizer=again).read(path).assert_existing_objects_matched()
     assert float(again.penalty_scale.numpy()) == 1.5
     assert pruning.ISTA.from_config(optimizer.get_config()).adaptive
-    # Held: zeros stay zero whatever the gradient, the rest take the plain step, no threshold.
-    optimizer.zeros_held_since.assign(7.0)
-    gradient = np.array([2.0, -1.0, 3.0], "float32")
-    optimizer.apply([tf.constant(gradient)], [gamma])
-    np.testing.assert_allclose(gamma.numpy(), [0.7 - 0.1 * 2.0, -0.7 + 0.1 * 1.0, 0.0],
-                               rtol=1e-6)
+    # Held: the masked zero stays zero whatever its gradient; the rest, the other zero too,
+    # take the plain step without the threshold.
+    optimizer.hold(7, {gamma.path: [False, False, True, False]})
+    optimizer.apply([tf.constant([2.0, -1.0, 3.0, 4.0])], [gamma])
+    np.testing.assert_allclose(gamma.numpy(), [0.7 - 0.2, -0.7 + 0.1, 0.0, -0.4], rtol=1e-6)
+    with pytest.raises(ValueError, match="not penalized"):
+        optimizer.hold(7, {"other/gamma": [True]})
+    with pytest.raises(ValueError, match="adaptive=True"):
+        plain.hold(7, {})
     path = tf.train.Checkpoint(optimizer=optimizer).write(str(tmp_path / "held"))
     tf.train.Checkpoint(optimizer=again).read(path).assert_existing_objects_matched()
     assert float(again.zeros_held_since.numpy()) == 7.0

@@ -14,9 +14,10 @@ never promises more than the groups give.
 The controller (`Budget`): lambda is multiplied by the optimizer's `penalty_scale` (an `ISTA`
 made with `adaptive=True`). Every `check_every` steps the callback computes the fraction the
 current zeros leave. When it is at most the target (every target given), the budget is met and
-the sparsifying ends: with `hold` (the default) training goes on to its end with those zeros
-held at zero and the other gammas free of the penalty (the optimizer's `zeros_held_since`), so
-the steps left train the channels that stay; without it training stops there. Either way the
+the sparsifying ends: with `hold` (the default) training goes on to its end with the zeros of
+the channels compression removes held at zero and every other gamma free of the penalty
+(`ISTA.hold`; a zero in some members of a coupled group only, which removes nothing, is freed
+too), so the steps left train the channels that stay; without it training stops there. Either way the
 zeros at that step are what compression removes (lowering lambda instead would not do: plain
 SGD moves zero gammas off zero). Otherwise it asks which channels must still go, and what lambda
 each needs. ISTA shrinks a member's |gamma| by its threshold `lr * lambda * rho` per step, and
@@ -57,16 +58,35 @@ class Costs:
         return getattr(self, kind)
 
 
-def _kept_masks(analysis, gammas):
-    """(out_keep, in_keep): {layer name: boolean mask of the channels kept}, for the layers of
-    the prunable groups, given {gamma path: values}."""
-    out_keep, in_keep = {}, {}
-    for group in analysis.groups:
+def _group_zeros(analysis, gammas):
+    """[(group index, group, boolean mask of its channels zero in every member)] for the
+    prunable groups, given {gamma path: values}: the channels compression removes."""
+    out = []
+    for index, group in enumerate(analysis.groups):
         if not group.prunable:
             continue
         zero = np.ones(group.width, bool)
         for bn, offset in group.members:
             zero &= gammas[bn.gamma.path][offset:offset + group.width] == 0
+        out.append((index, group, zero))
+    return out
+
+
+def _removed_gammas(analysis, gammas):
+    """{gamma path: boolean mask} of the members' entries whose channel compression removes."""
+    masks = {}
+    for _, group, zero in _group_zeros(analysis, gammas):
+        for bn, offset in group.members:
+            mask = masks.setdefault(bn.gamma.path, np.zeros(len(gammas[bn.gamma.path]), bool))
+            mask[offset:offset + group.width] |= zero
+    return masks
+
+
+def _kept_masks(analysis, gammas):
+    """(out_keep, in_keep): {layer name: boolean mask of the channels kept}, for the layers of
+    the prunable groups, given {gamma path: values}."""
+    out_keep, in_keep = {}, {}
+    for _, group, zero in _group_zeros(analysis, gammas):
         for layer, offset in group.producers + group.members + group.channelwise:
             mask = out_keep.setdefault(layer.name, np.ones(_width(layer), bool))
             mask[offset:offset + group.width] &= ~zero
@@ -189,13 +209,13 @@ def _needed_scales(analysis, now, before, steps, threshold, rho, within):
     return sorted(out)
 
 
-def _with_zeros(analysis, gammas, channels):
-    """A copy of {gamma path: values} with `channels` [(_, group index, channel)] zeroed in
-    every member of their group."""
+def _with(analysis, gammas, channels, value):
+    """A copy of {gamma path: values} with `channels` [(group index, channel)] set to `value` in
+    every member of their group (0: removed; 1, say: kept)."""
     out = {path: values.copy() for path, values in gammas.items()}
-    for _, index, channel in channels:
+    for index, channel in channels:
         for bn, offset in analysis.groups[index].members:
-            out[bn.gamma.path][offset + channel] = 0.0
+            out[bn.gamma.path][offset + channel] = value
     return out
 
 
@@ -276,7 +296,7 @@ class Budget(keras.callbacks.Callback):
         self.fraction = self.fractions(_costs(self._analysis, gammas))
         now = self._describe(self.fraction)
         if self.met(self.fraction):
-            return self._met(step, now)
+            return self._met(step, now, gammas)
         line = "budget: step %d, the current zeros leave %s" % (step, now)
         left = self.max_steps - step
         lr = self._learning_rate()
@@ -299,19 +319,50 @@ class Budget(keras.callbacks.Callback):
             count, "s"[:count != 1], scale * self.optimizer.l1_penalty, step + within)
         return line + "; " + self._raise_to(scale)
 
-    def _met(self, step, now):
+    def _met(self, step, now, gammas):
         """Record the budget met at `step` (or earlier: the step the held zeros date from), then
-        hold the zeros or stop training."""
+        hold the zeros that compression removes (the other gammas, zero or not, train freely)
+        or stop training."""
         held = self._held_since()
         self.met_at = step if held is None else held
         if not self.hold:
             self.model.stop_training = True
             return ("budget met at step %d: the current zeros leave %s; the stage stops "
                     "sparsifying" % (step, now))
-        if held is None:
-            self.optimizer.zeros_held_since.assign(float(step))
-        return ("budget met at step %d: the zeros leave %s; the stage stops sparsifying and "
-                "trains on with them held" % (self.met_at, now))
+        if held is not None:  # a resumed stage: what it holds is decided
+            return ("budget met at step %d: the held zeros leave %s; the stage trains on with "
+                    "them" % (held, now))
+        held, removable, kept = self._fewest_to_hold(gammas)
+        self.fraction = self.fractions(_costs(self._analysis, kept))
+        self.optimizer.hold(step, _removed_gammas(self._analysis, kept))
+        return ("budget met at step %d: the current zeros leave %s; the stage stops sparsifying "
+                "and trains on with %d of the %d channels they remove held at zero (those that "
+                "cost most, enough for %s)" % (step, now, held, removable,
+                                               self._describe(self.fraction, targets=False)))
+
+    def _fewest_to_hold(self, gammas):
+        """Of the channels the current zeros remove, the fewest that meet the budget: those
+        that save the most of the targets' costs each come first (a check can find more zeros
+        than needed: the rest are freed to train again). Returns (how many are held, how many
+        the zeros remove, the gammas with the freed channels counted as kept)."""
+        base = _costs(self._analysis, gammas)
+        channels = [(i, c) for i, _, zero in _group_zeros(self._analysis, gammas)
+                    for c in np.flatnonzero(zero)]
+
+        def saving(channel):
+            costs = _costs(self._analysis, _with(self._analysis, gammas, [channel], 1.0))
+            return sum((costs.get(k) - base.get(k)) / self.dense.get(k) for k in self.targets)
+
+        channels.sort(key=saving, reverse=True)
+        lo, hi = 0, len(channels)  # the fewest held that still meet, by bisection
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self.met(self.fractions(_costs(self._analysis, _with(
+                    self._analysis, gammas, channels[mid:], 1.0)))):
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo, len(channels), _with(self._analysis, gammas, channels[lo:], 1.0)
 
     def _held_since(self):
         since = float(ops.convert_to_numpy(self.optimizer.zeros_held_since))
@@ -326,7 +377,7 @@ class Budget(keras.callbacks.Callback):
         lo, hi = 1, len(needs)  # the smallest count that meets, by bisection (costs fall)
         while lo < hi:
             mid = (lo + hi) // 2
-            zeroed = _with_zeros(self._analysis, gammas, needs[:mid])
+            zeroed = _with(self._analysis, gammas, [(i, c) for _, i, c in needs[:mid]], 0.0)
             if self.met(self.fractions(_costs(self._analysis, zeroed))):
                 hi = mid
             else:
@@ -395,7 +446,8 @@ class Budget(keras.callbacks.Callback):
         step = int(ops.convert_to_numpy(self.optimizer.iterations))
         self.fraction = self.fractions(estimate(self.model))
         if self.met(self.fraction):  # at a last step no check saw
-            self.log(self._met(step, self._describe(self.fraction)))
+            self._analysis = self._analysis or analyze(self.model)
+            self.log(self._met(step, self._describe(self.fraction), member_gammas(self.model)))
             return
         over = ", ".join("%.1f points above the target %.1f%%"
                          % (100 * (self.fraction[k] - t), 100 * t)

@@ -22,12 +22,10 @@ class ISTA(keras.optimizers.SGD):
       penalties: {variable path: rho_l}, e.g. from `pruning.penalties(model)` (any functional
         model) or `models.penalties(model)` (the recipe's). Other variables get the plain
         gradient step.
-      adaptive: give the optimizer two variables (saved with it) for a controller such as
+      adaptive: give the optimizer variables (saved with it) for a controller such as
         `pruning.Budget` to steer during training: `penalty_scale` (1.0 to start) multiplies
-        lambda; `zeros_held_since` (-1 to start) is, once set to a step >= 0, the step from which
-        the penalized variables are held: their zeros stay exactly zero and the rest take the
-        plain gradient step, without the threshold (the pruning is decided, the survivors
-        train on). Without it lambda is a constant of the compiled step, as before.
+        lambda, and `hold` ends the sparsifying (see there). Without it lambda is a constant of
+        the compiled step, as before.
     """
 
     def __init__(self, learning_rate=0.1, l1_penalty=0.0, penalties=None, name="ista",
@@ -47,6 +45,7 @@ class ISTA(keras.optimizers.SGD):
         self._rho = []
         self.adaptive = bool(adaptive)
         self.penalty_scale = self.zeros_held_since = None
+        self._held = []  # per optimizer variable: the mask of entries held at zero, or None
 
     def build(self, variables):
         if self.built:
@@ -65,20 +64,44 @@ class ISTA(keras.optimizers.SGD):
             self.zeros_held_since = self.add_variable(
                 (), initializer=keras.initializers.Constant(-1.0), dtype="float32",
                 name="zeros_held_since")
+            self._held = [self.add_variable_from_reference(v, "held") if rho else None
+                          for v, rho in zip(variables, self._rho)]
+
+    def hold(self, step, masks):
+        """End the sparsifying from global step `step` (recorded in `zeros_held_since`): the
+        penalized variables lose their threshold and take the plain gradient step, except the
+        entries `masks` ({variable path: boolean array}) marks, which stay exactly zero (the
+        channels decided for removal). Needs `adaptive=True`."""
+        if not self.adaptive:
+            raise ValueError("ISTA.hold needs an optimizer made with adaptive=True")
+        by_path = {v.path: held for v, held in zip(self._trainable_variables, self._held) if held is not None}
+        unknown = set(masks) - set(by_path)
+        if unknown:
+            raise ValueError("ISTA.hold: not penalized variables of this optimizer: %s"
+                             % ", ".join(sorted(unknown)))
+        for path, held in by_path.items():
+            mask = np.asarray(masks.get(path, np.zeros(held.shape, bool)), bool)
+            held.assign(mask.astype(held.dtype))
+        self.zeros_held_since.assign(float(step))
+
+    def held_zeros(self):
+        """{variable path: boolean mask} of the entries `hold` keeps at zero ({} before it)."""
+        if not self.adaptive or float(ops.convert_to_numpy(self.zeros_held_since)) < 0:
+            return {}
+        return {v.path: ops.convert_to_numpy(held) > 0
+                for v, held in zip(self._trainable_variables, self._held) if held is not None}
 
     def update_step(self, gradient, variable, learning_rate):
-        rho = self._rho[self._get_variable_index(variable)]
-        penalized = rho and self.l1_penalty
-        if penalized and self.adaptive:
-            was_zero = ops.equal(variable, 0.0)  # read before the step below changes it
+        index = self._get_variable_index(variable)
+        rho = self._rho[index]
         super().update_step(gradient, variable, learning_rate)
-        if penalized:
+        if rho and self.l1_penalty:
             threshold = ops.cast(learning_rate, variable.dtype) * (rho * self.l1_penalty)
             if self.adaptive:  # not otherwise: the default step stays bit for bit as it was
                 threshold = threshold * ops.cast(self.penalty_scale, variable.dtype)
             value = ops.sign(variable) * ops.maximum(ops.abs(variable) - threshold, 0.0)
             if self.adaptive:
-                held = ops.where(was_zero, ops.zeros_like(variable), variable)
+                held = ops.where(self._held[index] > 0, ops.zeros_like(variable), variable)
                 value = ops.where(self.zeros_held_since >= 0, held, value)
             self.assign(variable, value)
 
