@@ -68,18 +68,19 @@ def define_train_flags(fv=flags.FLAGS):
         flags.DEFINE_float("target_" + kind, None,
                            "Budget of this stage (not in the original): adapt lambda (from "
                            "--l1_penalty up) until the current zeros leave at most this fraction "
-                           "of the dense model's %s, then hold those zeros (see --budget_meet_by). "
-                           "Unset: lambda stays "
-                           "--l1_penalty." % what, flag_values=fv)
+                           "of the dense model's %s, then hold those zeros (see "
+                           "--budget_meet_by). Unset: lambda stays --l1_penalty." % what,
+                           flag_values=fv)
         flags.register_validator(
             "target_" + kind, lambda v: v is None or 0 < v <= 1,
             message="--target_%s must be a fraction of the dense model in (0, 1], e.g. 0.5"
             % kind, flag_values=fv)
-    flags.DEFINE_float("budget_meet_by", 1.0,
+    flags.DEFINE_float("budget_meet_by", 0.5,
                        "With --target_macs / --target_params: the fraction of --max_steps by "
                        "which the budget should be met (lambda is raised to meet it then). From "
-                       "the step it is met, the zeros are held and the other gammas train free "
-                       "of the penalty to --max_steps.", flag_values=fv)
+                       "the step it is met, the fewest zero channels that meet it are held at "
+                       "zero and the other gammas train free of the penalty to --max_steps.",
+                       flag_values=fv)
     flags.register_validator("budget_meet_by", lambda v: 0 < v <= 1,
                              message="--budget_meet_by must be a fraction of the stage's steps "
                              "in (0, 1], e.g. 0.5", flag_values=fv)

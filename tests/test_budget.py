@@ -196,8 +196,9 @@ def test_budget_stops_a_fit_once_met_and_says_when_it_missed():
     budget = pruning.Budget(target_macs=0.1, check_every=2, max_scale=2.0, log=lines.append)
     model.fit(images, labels, batch_size=16, epochs=2, verbose=0, callbacks=[budget])
     assert budget.met_at is None and int(model.optimizer.iterations.numpy()) == 8
-    assert lines[-1].startswith("budget missed: training ended at step 8 (to be met by step 8) with "
-                                "100.0% of the dense multiply-adds: 90.0 points above the "
+    # Meant to be met half-way through (step 4), by default.
+    assert lines[-1].startswith("budget missed: training ended at step 8 (to be met by step 4) "
+                                "with 100.0% of the dense multiply-adds: 90.0 points above the "
                                 "target 10.0%"), lines[-1]
 
 
@@ -354,6 +355,10 @@ def parse_train(*args):
 def test_train_flags_of_the_budget():
     fv = parse_train("--target_macs", "0.5", "--target_params", "1")
     assert (fv.target_macs, fv.target_params, fv.prune_block_outputs) == (0.5, 1.0, False)
+    assert parse_train("--budget_meet_by", "0.25").budget_meet_by == 0.25
+    for bad in ("0", "1.5"):
+        with pytest.raises(flags.IllegalFlagValueError, match="budget_meet_by must be"):
+            parse_train("--budget_meet_by", bad)
     with pytest.raises(flags.IllegalFlagValueError, match="in \\(0, 1\\]"):
         parse_train("--target_macs", "1.5")
     with pytest.raises(flags.IllegalFlagValueError, match="in \\(0, 1\\]"):

@@ -14,19 +14,19 @@ never promises more than the groups give.
 The controller (`Budget`): lambda is multiplied by the optimizer's `penalty_scale` (an `ISTA`
 made with `adaptive=True`). Every `check_every` steps the callback computes the fraction the
 current zeros leave. When it is at most the target (every target given), the budget is met and
-the sparsifying ends: with `hold` (the default) training goes on to its end with the zeros of
-the channels compression removes held at zero and every other gamma free of the penalty
-(`ISTA.hold`; a zero in some members of a coupled group only, which removes nothing, is freed
-too), so the steps left train the channels that stay; without it training stops there. Either way the
-zeros at that step are what compression removes (lowering lambda instead would not do: plain
-SGD moves zero gammas off zero). Otherwise it asks which channels must still go, and what lambda
-each needs. ISTA shrinks a member's |gamma| by its threshold `lr * lambda * rho` per step, and
-the gradient pushes back: from the last interval, the push is the threshold that was applied
-minus the shrinking that was seen. For |gamma| to reach zero within `aim` of the steps left
-until `max_steps`, the threshold must beat the push by |gamma| / (aim * steps left) per step; a channel needs the largest such lambda of
-its group's members (it goes only when all are zero). The fewest channels needing the least
-lambda whose removal would meet the target are found (by counting, as `estimate` does), and
-lambda is raised to what the most demanding of them needs (at most `max_scale` times the
+the sparsifying ends. With `hold` (the default) training goes on to its end: of the channels the
+zeros remove, the fewest that meet the budget (those that save the most each first; a check can
+find more zeros than needed) are held at zero, and every other gamma trains free of the penalty
+(`ISTA.hold`), so the steps left train the channels that stay. Without it, training stops there.
+(Lowering lambda instead would not keep the zeros: plain SGD moves zero gammas off zero.)
+Otherwise it asks which channels must still go, and what lambda each needs. ISTA shrinks a
+member's |gamma| by its threshold `lr * lambda * rho` per step, and the gradient pushes back:
+from the last interval, the push is the threshold that was applied minus the shrinking that was
+seen. For |gamma| to reach zero within `aim` of the steps left until `max_steps`, the threshold
+must beat the push by |gamma| / (aim * steps left) per step; a channel needs the largest such
+lambda of its group's members (it goes only when all are zero). The fewest channels needing the
+least lambda whose removal would meet the target are found (by counting, as `estimate` does),
+and lambda is raised to what the most demanding of them needs (at most `max_scale` times the
 initial lambda; never lowered). At the first check no push is known yet and the threshold alone
 is assumed. Past `max_steps` (the step by which the budget should be met) and not met yet, it
 aims at the next check.
@@ -237,8 +237,9 @@ class Budget(keras.callbacks.Callback):
       dense: the dense model's `Costs` the fractions are of; by default the model's own when
         training begins (give it when training resumes a model already partly pruned).
       max_steps: the global step (`optimizer.iterations`) by which the target should be met;
-        by default the end of this `fit` (epochs x steps per epoch). Meeting it earlier leaves
-        the steps after it to train the slim channels.
+        by default half-way through this `fit` (epochs x steps per epoch / 2). The steps after
+        it train the slim channels, and leave the controller room to catch up if it is late
+        (docs/quick_start.md measured both).
       hold: once met, train on with the zeros held (True), or stop training (False).
       check_every: steps between checks (and log lines).
       aim: the fraction of the steps left (in (0, 1]) within which the threshold alone would
@@ -433,7 +434,8 @@ class Budget(keras.callbacks.Callback):
             if not steps or not epochs:
                 raise ValueError("Budget needs max_steps when fit does not know its number of "
                                  "steps (give steps_per_epoch)")
-            self.max_steps = int(ops.convert_to_numpy(self.optimizer.iterations)) + steps * epochs
+            self.max_steps = (int(ops.convert_to_numpy(self.optimizer.iterations))
+                              + max(1, steps * epochs // 2))
         self.met_at, self._analysis, self._last = None, None, None
         self._step(force=True)
 

@@ -74,7 +74,8 @@ class ISTA(keras.optimizers.SGD):
         channels decided for removal). Needs `adaptive=True`."""
         if not self.adaptive:
             raise ValueError("ISTA.hold needs an optimizer made with adaptive=True")
-        by_path = {v.path: held for v, held in zip(self._trainable_variables, self._held) if held is not None}
+        by_path = {v.path: held for v, held in zip(self._trainable_variables, self._held)
+                   if held is not None}
         unknown = set(masks) - set(by_path)
         if unknown:
             raise ValueError("ISTA.hold: not penalized variables of this optimizer: %s"
