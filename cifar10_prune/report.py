@@ -35,6 +35,24 @@ SAVED_MODELS = (("slim", "saved_model"), ("dense baseline", "saved_model_dense")
                 ("dense architecture (stage-0 weights)", "saved_model_stage0"))
 
 
+# What train records of a stage trained to a budget (--target_macs / --target_params).
+BUDGET_KEYS = ("target_macs", "target_params", "budget_meet_by", "budget_met_at_step",
+               "final_l1_penalty")
+
+
+def _budget_line(row):
+    """One sentence on the budget of a stage trained to one."""
+    b = row["budget"]
+    targets = " and ".join("%.1f%% of the dense %s" % (100 * b[k], what) for k, what in
+                           (("target_macs", "conv multiply-adds"),
+                            ("target_params", "parameters")) if b.get(k) is not None)
+    by = b.get("budget_meet_by", 1.0)
+    met = b.get("budget_met_at_step")
+    return ("Stage %d budget: at most %s, to be met by step %d of %d: %s; final lambda %.4g."
+            % (row["stage"], targets, round(by * row["steps"]), row["steps"],
+               "missed" if met is None else "met at step %d" % met, b["final_l1_penalty"]))
+
+
 def _end_sparsity(before, after):
     """The original's fake sparsity at the end of a stage: rho-weighted share of the channels
     that its compression removed (rho of the model the stage trained)."""
@@ -67,7 +85,8 @@ def collect(train_dir):
                "total_params": costs.param_count(model), "flops": costs.conv_flops(model),
                "fake_sparsity": _end_sparsity(before, spec),
                "absorbed": record.get("absorbed_pruned_constants", True),
-               "recalibrated_bn": record.get("recalibrated_bn"), "widths": spec.widths}
+               "recalibrated_bn": record.get("recalibrated_bn"), "widths": spec.widths,
+               "budget": {k: trained[k] for k in BUDGET_KEYS if k in trained} or None}
         scalars = summaries.read_scalars(run_eval_dir(train_dir, version))
         for key in ("precision_at_1", "test_loss"):
             row[key] = scalars[key][-1][1] if key in scalars else None
@@ -144,6 +163,9 @@ def markdown(rows, speed=None, baseline=None):
         last = rows[-1]
         lines += ["", "Channels kept in the last stage: " + ", ".join(
             "%s %d" % kv for kv in last["widths"].items())]
+        budgets = [_budget_line(r) for r in rows if r.get("budget")]
+        if budgets:
+            lines += [""] + budgets
         notes = []
         if any(r["recalibrated_bn"] for r in rows):
             notes.append("BN statistics re-estimated after each compression and before each eval")
