@@ -12,7 +12,7 @@ import tensorflow as tf
 from absl import flags
 from keras import ops
 
-from cifar10_prune import costs, models, pruning
+from cifar10_prune import costs, models, pruning, report
 from cifar10_prune.flags.train import define_train_flags
 from cifar10_prune.spec import ArchSpec
 from conftest import run_cli
@@ -369,7 +369,7 @@ def test_train_flags_of_the_budget():
 
 @pytest.mark.slow  # two training runs: 1-7 min on two cores, by load
 def test_a_budget_ends_the_stage_and_a_rerun_keeps_it(tiny_data, tmp_path):
-    base = str(tmp_path / "t")
+    base = str(tmp_path / "cifar10_train")  # the layout the report reads
     args = ["--data_dir", tiny_data, "--train_dir", base, "--batch_size", 10, "--log_frequency",
             2, "--seed", 1, "--max_steps", 60, "--l1_penalty", 0.5, "--target_macs", 0.8]
     out = run_cli("train", *args).stdout
@@ -388,6 +388,10 @@ def test_a_budget_ends_the_stage_and_a_rerun_keeps_it(tiny_data, tmp_path):
     # The held channels go, and any freed one that stayed zero (a dead ReLU input) with them.
     assert flops / 41599616 <= float(met.group(2)) / 100 + 5e-4
     assert record["trained_with"]["budget_met_at_step"] == int(met.group(1))
+    # The report says it (by default the budget is meant to be met half-way: step 30 of 60).
+    assert ("Stage 0 budget: at most 80.0%% of the dense conv multiply-adds, to be met by step "
+            "30 of 60: met at step %s; final lambda" % met.group(1)) \
+        in report.markdown(report.collect(str(tmp_path)))
     # The same command again: the stage is over, and the compression already written is kept.
     again = run_cli("train", *args).stdout
     assert ", loss" not in again
