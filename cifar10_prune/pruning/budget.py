@@ -355,15 +355,9 @@ class Budget(keras.callbacks.Callback):
             return sum((costs.get(k) - base.get(k)) / self.dense.get(k) for k in self.targets)
 
         channels.sort(key=saving, reverse=True)
-        lo, hi = 0, len(channels)  # the fewest held that still meet, by bisection
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if self.met(self.fractions(_costs(self._analysis, _with(
-                    self._analysis, gammas, channels[mid:], 1.0)))):
-                hi = mid
-            else:
-                lo = mid + 1
-        return lo, len(channels), _with(self._analysis, gammas, channels[lo:], 1.0)
+        count = self._smallest_count(0, len(channels), lambda n: _with(
+            self._analysis, gammas, channels[n:], 1.0))
+        return count, len(channels), _with(self._analysis, gammas, channels[count:], 1.0)
 
     def _held_since(self):
         since = float(ops.convert_to_numpy(self.optimizer.zeros_held_since))
@@ -375,15 +369,20 @@ class Budget(keras.callbacks.Callback):
         channel can go."""
         if not needs:
             return None
-        lo, hi = 1, len(needs)  # the smallest count that meets, by bisection (costs fall)
+        count = self._smallest_count(1, len(needs), lambda n: _with(
+            self._analysis, gammas, [(i, c) for _, i, c in needs[:n]], 0.0))
+        return count, needs[count - 1][0]
+
+    def _smallest_count(self, lo, hi, gammas_with):
+        """The smallest n in [lo, hi] for which the gammas `gammas_with(n)` (n more channels
+        zero, so costs fall as n grows) meet the targets; hi if none does. By bisection."""
         while lo < hi:
             mid = (lo + hi) // 2
-            zeroed = _with(self._analysis, gammas, [(i, c) for _, i, c in needs[:mid]], 0.0)
-            if self.met(self.fractions(_costs(self._analysis, zeroed))):
+            if self.met(self.fractions(_costs(self._analysis, gammas_with(mid)))):
                 hi = mid
             else:
                 lo = mid + 1
-        return lo, needs[lo - 1][0]
+        return lo
 
     def _learning_rate(self):
         return float(ops.convert_to_numpy(self.optimizer.learning_rate))

@@ -74,8 +74,7 @@ class ISTA(keras.optimizers.SGD):
         channels decided for removal). Needs `adaptive=True`."""
         if not self.adaptive:
             raise ValueError("ISTA.hold needs an optimizer made with adaptive=True")
-        by_path = {v.path: held for v, held in zip(self._trainable_variables, self._held)
-                   if held is not None}
+        by_path = self._held_by_path()
         unknown = set(masks) - set(by_path)
         if unknown:
             raise ValueError("ISTA.hold: not penalized variables of this optimizer: %s"
@@ -89,8 +88,12 @@ class ISTA(keras.optimizers.SGD):
         """{variable path: boolean mask} of the entries `hold` keeps at zero ({} before it)."""
         if not self.adaptive or float(ops.convert_to_numpy(self.zeros_held_since)) < 0:
             return {}
-        return {v.path: ops.convert_to_numpy(held) > 0
-                for v, held in zip(self._trainable_variables, self._held) if held is not None}
+        return {path: ops.convert_to_numpy(held) > 0
+                for path, held in self._held_by_path().items()}
+
+    def _held_by_path(self):
+        return {v.path: held for v, held in zip(self._trainable_variables, self._held)
+                if held is not None}
 
     def update_step(self, gradient, variable, learning_rate):
         index = self._get_variable_index(variable)
