@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# On a new machine, for slots F and G (issue 17: the budget held once met, --budget_meet_by): install the package
-# at COMMIT19 into ~/env19/venv (outside this folder, so run_state.py leaves it out). The venv
-# sees the system's TensorFlow (--system-site-packages): no second copy to download.
+# On a new machine, for slots F and G2 (issue 17: the budget held once met, --budget_meet_by):
+# install the package at COMMIT19 into ~/env19/venv (outside this folder, so run_state.py
+# leaves it out). The venv sees the system's TensorFlow (--system-site-packages): no second
+# copy to download.
 #   ./setup18.sh REPO
 set -euo pipefail
 cd "$(dirname "$0")"

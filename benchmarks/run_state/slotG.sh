@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 17's quick-start budget with the zeros held once met (--budget_meet_by 0.5: met by
 # step 1,000 of the sparsifying stage's 2,000, the rest trains the channels that stay): q60h_seed1-3.
-# Float32. Rerun to resume. (Code: COMMIT18 in ~/env18, setup18.sh.)
+# Float32. Rerun to resume. (Code: COMMIT18; finished.)
 cd "$(dirname "$0")"
 export PYTHON=$HOME/env18/venv/bin/python
 R=$HOME/env18/src/run_experiments.sh
