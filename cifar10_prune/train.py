@@ -64,7 +64,8 @@ def _has_budget():
 def _budget(spec, optimizer):
     """The `pruning.Budget` of --target_macs / --target_params, steering `optimizer`: its
     fractions are of the dense model of `spec`'s kind (block outputs or not), not of the model
-    the stage starts from; it checks at each log line and, once met, holds the zeros."""
+    the stage starts from; it checks at each log line, watches whether it is met every
+    10 steps between them and, once met, holds the zeros."""
     dense = pruning.estimate(models.build_model(spec.unpruned(), FLAGS.weight_decay))
     return pruning.Budget(target_macs=FLAGS.target_macs, target_params=FLAGS.target_params,
                           dense=dense, max_steps=max(1, round(FLAGS.budget_meet_by
@@ -95,8 +96,11 @@ def train_stage(trainer, version, train_dir, spec, budget=None):
     rescale.begin_stage(trainer, FLAGS.gamma_rescale)
 
     try:
+        # With a budget, a compiled call runs only as many steps as it waits between its
+        # tests whether it is met, so it sees the target met within that many steps.
         trainer.fit(dataset, FLAGS.max_steps, FLAGS.log_frequency, FLAGS.batch_size,
-                    callbacks=[budget] if budget else [])
+                    callbacks=[budget] if budget else [],
+                    steps_per_execution=budget.watch_every if budget else None)
     finally:
         trainer.workdir.cleanup()
 

@@ -262,15 +262,17 @@ class Trainer:
             raise interrupt
         return result["value"]
 
-    def fit(self, dataset, max_steps, log_frequency, batch_size, callbacks=()):
+    def fit(self, dataset, max_steps, log_frequency, batch_size, callbacks=(),
+            steps_per_execution=None):
         """Train until the global step reaches `max_steps`, logging every `log_frequency` steps
         the original's line (loss, group lasso and fake sparsity are those of the logged step,
         before its update). Saves at the end and every `save_checkpoint_secs`.
 
         `callbacks` are Keras callbacks (e.g. `pruning.Budget`): `on_train_begin`, then
-        `on_train_batch_end(global step)` after each chunk of steps (so once per log line), and
-        `on_train_end` unless interrupted; one that sets `model.stop_training` ends the stage
-        there, also before its first step (a resumed stage whose budget is already met)."""
+        `on_train_batch_end(global step)` after every `steps_per_execution` steps (as in Keras:
+        one compiled call runs that many; by default `log_frequency`, so once per log line),
+        and `on_train_end` unless interrupted; one that sets `model.stop_training` ends the
+        stage there, also before its first step (a resumed stage whose budget is already met)."""
         if self._run is None:
             self._run = self._compile(batch_size)
         writer = (tf.summary.create_file_writer(self.train_dir) if self.workdir.chief
@@ -295,8 +297,7 @@ class Trainer:
                 last_save = time.time()
                 while self.step < max_steps and not self.model.stop_training:
                     last = self._chunk(iterator, max_steps, log_frequency, batch_size, clock,
-                                       writer)
-                    hooks.on_train_batch_end(self.step)
+                                       writer, hooks, steps_per_execution or log_frequency)
                     if time.time() - last_save >= self.save_checkpoint_secs:
                         self.save()
                         last_save = time.time()
@@ -318,23 +319,30 @@ class Trainer:
             self.save()
         return self.step
 
-    def _chunk(self, iterator, max_steps, log_frequency, batch_size, clock, writer):
+    def _chunk(self, iterator, max_steps, log_frequency, batch_size, clock, writer, hooks,
+               per_call):
         """Train up to the next multiple of log_frequency (so every chunk but a resumed run's
-        first starts on a logged step; that first one is logged too), log it and write its
-        summaries. Returns the loss of its last step."""
+        first starts on a logged step; that first one is logged too), in calls of at most
+        `per_call` steps with the callbacks' `on_train_batch_end` after each, and stopping
+        early if one sets `model.stop_training`; log it and write its summaries. Returns the
+        loss of its last step."""
         step = self.step
-        num = min(log_frequency - step % log_frequency, max_steps - step)
+        end = min(step + log_frequency - step % log_frequency, max_steps)
         lasso, fake, zeros = ista.sparsity(self.model, self.penalties)
         lr = float(self.optimizer.learning_rate)
-        start = time.time()
-        first, last = (float(v) for v in self._call(iterator, num))
+        start, first = time.time(), None
+        while self.step < end and not self.model.stop_training:
+            head, last = (float(v) for v in self._call(iterator, min(per_call, end - self.step)))
+            if not (math.isfinite(head) and math.isfinite(last)):
+                good = self.manager.latest_checkpoint or "none yet"
+                bad = last if math.isfinite(head) else head
+                raise TrainingError("loss is %s at step %d; training stopped. The last good "
+                                    "checkpoint is %s" % (bad, self.step - 1, good))
+            first = head if first is None else first
+            hooks.on_train_batch_end(self.step)
         duration = time.time() - start
+        num = self.step - step
         clock.done(self.step, duration)
-        if not (math.isfinite(first) and math.isfinite(last)):
-            good = self.manager.latest_checkpoint or "none yet"
-            bad = last if math.isfinite(first) else first
-            raise TrainingError("loss is %s at step %d; training stopped. The last good "
-                                "checkpoint is %s" % (bad, self.step - 1, good))
         self.log("%s: step %d, loss = %.2f, group lasso = %.2f, fake sparsity = %.2f, "
                  "(%.1f examples/sec; %.3f sec/batch)"
                  % (datetime.datetime.now(), step, first, lasso, fake,

@@ -322,6 +322,30 @@ def test_adaptive_ista_scales_the_threshold_and_saves_the_scale(tmp_path):
     assert float(again.zeros_held_since.numpy()) == 7.0
 
 
+def test_between_checks_a_watch_sees_the_budget_met():
+    """check_every 100, watch_every 5: zeros that meet the budget at step 3 are seen at step 5
+    (the first watch), not at the check of step 100; a watch that finds it unmet says nothing
+    and leaves lambda alone."""
+    model = tiny_model()
+    budget, optimizer, lines = adaptive_budget(model, target_macs=0.7, max_steps=1000,
+                                               check_every=100, watch_every=5)
+    budget.on_train_begin()  # the check of step 0
+    assert len(lines) == 1 and budget.met_at is None
+    scale = float(optimizer.penalty_scale.numpy())
+    optimizer.iterations.assign(5)
+    budget.on_train_batch_end(0)
+    assert len(lines) == 1 and float(optimizer.penalty_scale.numpy()) == scale
+    zero(model, "bn0", range(7))  # conv0 keeps 1 of 8 channels: far below 70% by hand count
+    assert hand_macs(pruning.compress(model)) <= 0.7 * hand_macs(tiny_model())
+    for step in (8, 9):  # fewer than 5 steps since the last watch
+        optimizer.iterations.assign(step)
+        budget.on_train_batch_end(0)
+        assert len(lines) == 1 and budget.met_at is None
+    optimizer.iterations.assign(10)
+    budget.on_train_batch_end(0)
+    assert budget.met_at == 10 and lines[-1].startswith("budget met at step 10:"), lines
+
+
 def test_budget_refuses_bad_input():
     model = tiny_model()
     for bad in (0, 1.5, -0.2, True, "0.5"):
@@ -332,6 +356,10 @@ def test_budget_refuses_bad_input():
     for bad in (0, 1.5, True):
         with pytest.raises(ValueError, match=r"aim must be a fraction in \(0, 1\]"):
             pruning.Budget(target_macs=0.5, aim=bad)
+    for name in ("check_every", "watch_every"):
+        for bad in (0, 2.5, True):
+            with pytest.raises(ValueError, match="%s must be a whole number" % name):
+                pruning.Budget(target_macs=0.5, **{name: bad})
     plain = pruning.ISTA(0.1, l1_penalty=0.01, penalties=pruning.penalties(model))
     plain.build(model.trainable_variables)
     budget = pruning.Budget(target_params=0.5, optimizer=plain, max_steps=10)

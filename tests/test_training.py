@@ -2,6 +2,7 @@
 import os
 import re
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -62,6 +63,34 @@ def test_log_line_and_resume(tmp_path):
     assert again.step == 7 and again.manager.latest_checkpoint.endswith("model.ckpt-7")
     again.fit(_dataset(), 7, 2, 8)  # already at max_steps: nothing to do
     assert again.step == 7
+
+
+class _Steps(keras.callbacks.Callback):
+    """Records the global step of each on_train_batch_end; stops training at `stop_at`."""
+
+    def __init__(self, stop_at=None):
+        super().__init__()
+        self.steps, self.stop_at = [], stop_at
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps.append(batch)
+        if batch == self.stop_at:
+            self.model.stop_training = True
+
+
+def test_steps_per_execution_calls_back_between_log_lines(tmp_path):
+    trainer, lines = _trainer(tmp_path)
+    steps = _Steps()
+    trainer.fit(_dataset(), 7, 4, 8, callbacks=[steps], steps_per_execution=3)
+    assert steps.steps == [3, 4, 7]  # calls of 3, 1 (up to the log line at 4) and 3 steps
+    assert [int(p[0]) for p in _parsed(lines)] == [0, 4] and trainer.step == 7
+
+    trainer, lines = _trainer(tmp_path / "stopped")
+    steps = _Steps(stop_at=2)
+    trainer.fit(_dataset(), 7, 4, 8, callbacks=[steps], steps_per_execution=1)
+    assert steps.steps == [1, 2] and trainer.step == 2
+    assert [int(p[0]) for p in _parsed(lines)] == [0]
+    assert trainer.manager.latest_checkpoint.endswith("model.ckpt-2")
 
 
 def test_summaries_written(tmp_path):

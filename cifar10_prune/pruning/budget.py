@@ -13,8 +13,10 @@ never promises more than the groups give.
 
 The controller (`Budget`): lambda is multiplied by the optimizer's `penalty_scale` (an `ISTA`
 made with `adaptive=True`). Every `check_every` steps the callback computes the fraction the
-current zeros leave. When it is at most the target (every target given), the budget is met and
-the sparsifying ends. With `hold` (the default) training goes on to its end: of the channels the
+current zeros leave, and between those checks it watches every `watch_every` steps whether the
+budget is met yet (zeros come in bursts near the end: the quick start went from 61.9% to 55.7%
+of its multiply-adds in the 100 steps between two checks). When the fraction is at most the
+target (every target given), the budget is met and the sparsifying ends. With `hold` (the default) training goes on to its end: of the channels the
 zeros remove, the fewest that meet the budget (those that save the most each first; a check can
 find more zeros than needed) are held at zero, and every other gamma trains free of the penalty
 (`ISTA.hold`), so the steps left train the channels that stay. Without it, training stops there.
@@ -104,8 +106,12 @@ def _width(layer):
 
 def member_gammas(model):
     """{gamma path: raw gamma as numpy} of the member batch norms of `model`'s prunable groups."""
+    return _gammas(analyze(model))
+
+
+def _gammas(analysis):
     return {bn.gamma.path: ops.convert_to_numpy(bn.gamma)
-            for group in analyze(model).groups if group.prunable for bn, _ in group.members}
+            for group in analysis.groups if group.prunable for bn, _ in group.members}
 
 
 def estimate(model, gammas=None):
@@ -242,6 +248,9 @@ class Budget(keras.callbacks.Callback):
         (docs/quick_start.md measured both).
       hold: once met, train on with the zeros held (True), or stop training (False).
       check_every: steps between checks (and log lines).
+      watch_every: steps between tests whether the budget is met, between the checks (the
+        zeros can overshoot the target by what they gain in this many steps). Keras calls the
+        callback after every `steps_per_execution` steps; a test costs milliseconds.
       aim: the fraction of the steps left (in (0, 1]) within which the threshold alone would
         bring the last channel that must go to zero, at the lambda the controller sets.
       max_scale: lambda is never raised beyond this many times its initial value.
@@ -253,7 +262,8 @@ class Budget(keras.callbacks.Callback):
     """
 
     def __init__(self, target_macs=None, target_params=None, dense=None, max_steps=None,
-                 check_every=100, aim=0.5, max_scale=16.0, hold=True, optimizer=None, log=print):
+                 check_every=100, watch_every=10, aim=0.5, max_scale=16.0, hold=True,
+                 optimizer=None, log=print):
         super().__init__()
         self.targets = {k: v for k, v in (("macs", target_macs), ("params", target_params))
                         if v is not None}
@@ -268,15 +278,18 @@ class Budget(keras.callbacks.Callback):
         if isinstance(aim, bool) or not isinstance(aim, (int, float)) or not 0 < aim <= 1:
             raise ValueError("aim must be a fraction in (0, 1] of the steps left, e.g. 0.5; "
                              "got %r" % (aim,))
-        if not (isinstance(check_every, int) and check_every >= 1):
-            raise ValueError("check_every must be a whole number of steps >= 1, got %r"
-                             % (check_every,))
+        for name, value in (("check_every", check_every), ("watch_every", watch_every)):
+            if isinstance(value, bool) or not (isinstance(value, int) and value >= 1):
+                raise ValueError("%s must be a whole number of steps >= 1, got %r"
+                                 % (name, value))
         self.dense, self.max_steps, self.check_every = dense, max_steps, check_every
+        self.watch_every = watch_every
         self.aim, self.max_scale, self.hold = float(aim), float(max_scale), bool(hold)
         self.optimizer, self.log = optimizer, log or (lambda line: None)
         self.met_at, self.fraction = None, {}
         self._analysis = None  # the model's groups, found once
         self._last = None  # (step, gammas, lr * lambda) at the previous check
+        self._watched = None  # the step of the last look (check or watch)
 
     # --- the decision, testable without training ---------------------------------------------
 
@@ -293,7 +306,7 @@ class Budget(keras.callbacks.Callback):
         log line."""
         if self._analysis is None:
             self._analysis = analyze(self.model)
-        gammas = member_gammas(self.model)
+        gammas = _gammas(self._analysis)
         self.fraction = self.fractions(_costs(self._analysis, gammas))
         now = self._describe(self.fraction)
         if self.met(self.fraction):
@@ -435,7 +448,7 @@ class Budget(keras.callbacks.Callback):
                                  "steps (give steps_per_epoch)")
             self.max_steps = (int(ops.convert_to_numpy(self.optimizer.iterations))
                               + max(1, steps * epochs // 2))
-        self.met_at, self._analysis, self._last = None, None, None
+        self.met_at, self._analysis, self._last = None, analyze(self.model), None
         self._step(force=True)
 
     def on_train_batch_end(self, batch, logs=None):
@@ -448,7 +461,7 @@ class Budget(keras.callbacks.Callback):
         self.fraction = self.fractions(estimate(self.model))
         if self.met(self.fraction):  # at a last step no check saw
             self._analysis = self._analysis or analyze(self.model)
-            self.log(self._met(step, self._describe(self.fraction), member_gammas(self.model)))
+            self.log(self._met(step, self._describe(self.fraction), _gammas(self._analysis)))
             return
         over = ", ".join("%.1f points above the target %.1f%%"
                          % (100 * (self.fraction[k] - t), 100 * t)
@@ -460,5 +473,9 @@ class Budget(keras.callbacks.Callback):
         if self.met_at is not None and not force:
             return  # held: the zeros cannot change
         step = int(ops.convert_to_numpy(self.optimizer.iterations))
-        if force or step % self.check_every == 0 or step == self.max_steps:
+        due = force or step % self.check_every == 0 or step == self.max_steps
+        if not due and self._watched is not None and step - self._watched < self.watch_every:
+            return
+        self._watched = step
+        if due or self.met(self.fractions(_costs(self._analysis, _gammas(self._analysis)))):
             self.log(self.check(step))
