@@ -37,14 +37,16 @@ SAVED_MODELS = (("slim", "saved_model"), ("dense baseline", "saved_model_dense")
 
 # What train records of a stage trained to a budget (--target_macs / --target_params).
 BUDGET_KEYS = ("target_macs", "target_params", "budget_meet_by", "budget_met_at_step",
-               "final_l1_penalty")
+               "budget_channel_multiple", "final_l1_penalty")
 
 
 def _budget_line(row):
     """One sentence on the budget of a stage trained to one."""
     b = row["budget"]
+    multiple = b.get("budget_channel_multiple") or 1
+    blocks = " (widths counted in blocks of %d channels)" % multiple if multiple > 1 else ""
     targets = " and ".join("%.1f%% of the dense %s" % (100 * b[k], what) for k, what in
-                           (("target_macs", "conv multiply-adds"),
+                           (("target_macs", "conv multiply-adds" + blocks),
                             ("target_params", "parameters")) if b.get(k) is not None)
     by = b.get("budget_meet_by", 1.0)
     met = b.get("budget_met_at_step")

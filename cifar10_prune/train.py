@@ -66,11 +66,14 @@ def _budget(spec, optimizer):
     fractions are of the dense model of `spec`'s kind (block outputs or not), not of the model
     the stage starts from; it checks at each log line, watches whether it is met every
     10 steps between them and, once met, holds the zeros."""
-    dense = pruning.estimate(models.build_model(spec.unpruned(), FLAGS.weight_decay))
+    multiple = FLAGS.budget_channel_multiple
+    dense = pruning.estimate(models.build_model(spec.unpruned(), FLAGS.weight_decay),
+                             multiple=multiple)
     return pruning.Budget(target_macs=FLAGS.target_macs, target_params=FLAGS.target_params,
                           dense=dense, max_steps=max(1, round(FLAGS.budget_meet_by
                                                               * FLAGS.max_steps)),
-                          check_every=FLAGS.log_frequency, optimizer=optimizer)
+                          check_every=FLAGS.log_frequency, channel_multiple=multiple,
+                          optimizer=optimizer)
 
 
 def train_stage(trainer, version, train_dir, spec, budget=None):
@@ -116,6 +119,7 @@ def train_stage(trainer, version, train_dir, spec, budget=None):
         if budget is not None:  # recorded only when used: other stages' records stay as they were
             settings.update(target_macs=FLAGS.target_macs, target_params=FLAGS.target_params,
                             budget_meet_by=FLAGS.budget_meet_by, budget_met_at_step=budget.met_at,
+                            budget_channel_multiple=FLAGS.budget_channel_multiple,
                             final_l1_penalty=budget.optimizer.l1_penalty
                             * float(budget.optimizer.penalty_scale.numpy()))
         end = stages.StageEnd(spec, trainer.model, trainer.ema.averages(),

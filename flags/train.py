@@ -81,6 +81,12 @@ def define_train_flags(fv=flags.FLAGS):
                        "the step it is met, the fewest zero channels that meet it are held at "
                        "zero and the other gammas train free of the penalty to --max_steps.",
                        flag_values=fv)
+    flags.DEFINE_integer("budget_channel_multiple", 1,
+                         "With --target_macs: count multiply-adds with the pruned widths rounded "
+                         "up to a multiple of this, as the CPU computes them (16: oneDNN's "
+                         "float32 convolutions on AVX-512), so the budget is of the time the "
+                         "slim model takes, not of its plain count. 1: the plain count.",
+                         lower_bound=1, flag_values=fv)
     flags.register_validator("budget_meet_by", lambda v: 0 < v <= 1,
                              message="--budget_meet_by must be a fraction of the stage's steps "
                              "in (0, 1], e.g. 0.5", flag_values=fv)

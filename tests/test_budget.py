@@ -58,6 +58,47 @@ def test_estimate_is_what_compression_leaves():
     assert pruning.estimate(model) == pruning.Costs(hand_macs(slim), slim.count_params())
 
 
+def padded_macs(widths, multiple):
+    """tiny_model's multiply-adds by hand with its two conv widths `widths`, each rounded up to
+    `multiple` (the image's 3 channels and the 4 classes are not pruned: not rounded)."""
+    w0, w1 = (-(-w // multiple) * multiple for w in widths)
+    return 64 * 9 * 3 * w0 + 64 * 9 * w0 * w1 + w1 * 4
+
+
+def test_estimate_in_blocks_of_channels():
+    model = tiny_model()
+    zero(model, "bn0", [1, 2, 5])
+    zero(model, "bn1", range(8))
+    slim = pruning.compress(model)  # 5 and 4 channels
+    assert [slim.get_layer(n).kernel.shape[-1] for n in ("conv0", "conv1")] == [5, 4]
+    for multiple in (1, 3, 8):
+        assert pruning.estimate(model, multiple=multiple) == pruning.Costs(
+            padded_macs((5, 4), multiple), slim.count_params())  # parameters exactly
+    assert pruning.estimate(tiny_model(), multiple=3).macs == padded_macs((8, 12), 3)
+
+
+def test_in_blocks_only_the_zeros_that_cross_a_multiple_are_held():
+    """Multiple 4, target 75%: 7 zeros in bn1 (12 -> 5 channels, which cost 8) and 3 in bn0
+    (8 -> 5, which cost 8, as dense). Held: 4 of bn1's, the fewest that reach 8 channels; the
+    others go free. Checked against the hand count."""
+    model = tiny_model()
+    dense = padded_macs((8, 12), 4)
+    budget, optimizer, lines = adaptive_budget(
+        model, target_macs=0.75, max_steps=100, channel_multiple=4,
+        dense=pruning.estimate(model, multiple=4))
+    assert budget.dense.macs == dense
+    zero(model, "bn0", [0, 1, 2])
+    zero(model, "bn1", range(7))
+    assert padded_macs((5, 5), 4) <= 0.75 * dense < padded_macs((5, 9), 4)
+    lines.append(budget.check(10))
+    held = optimizer.held_zeros()
+    assert held[model.get_layer("bn0").gamma.path].sum() == 0
+    assert held[model.get_layer("bn1").gamma.path].sum() == 4
+    assert padded_macs((8, 8), 4) <= 0.75 * dense < padded_macs((8, 9), 4)
+    assert "with 4 of the 10 channels they remove held at zero" in lines[-1], lines[-1]
+    assert "in blocks of 4 channels" in lines[-1]
+
+
 def adaptive_budget(model, l1_penalty=0.01, **kwargs):
     optimizer = pruning.ISTA(0.1, l1_penalty=l1_penalty, penalties=pruning.penalties(model),
                              adaptive=True)
@@ -356,7 +397,7 @@ def test_budget_refuses_bad_input():
     for bad in (0, 1.5, True):
         with pytest.raises(ValueError, match=r"aim must be a fraction in \(0, 1\]"):
             pruning.Budget(target_macs=0.5, aim=bad)
-    for name in ("check_every", "watch_every"):
+    for name in ("check_every", "watch_every", "channel_multiple"):
         for bad in (0, 2.5, True):
             with pytest.raises(ValueError, match="%s must be a whole number" % name):
                 pruning.Budget(target_macs=0.5, **{name: bad})
@@ -384,6 +425,10 @@ def test_train_flags_of_the_budget():
     fv = parse_train("--target_macs", "0.5", "--target_params", "1")
     assert (fv.target_macs, fv.target_params, fv.prune_block_outputs) == (0.5, 1.0, False)
     assert parse_train("--budget_meet_by", "0.25").budget_meet_by == 0.25
+    assert parse_train().budget_channel_multiple == 1
+    assert parse_train("--budget_channel_multiple", "16").budget_channel_multiple == 16
+    with pytest.raises(flags.IllegalFlagValueError, match="budget_channel_multiple"):
+        parse_train("--budget_channel_multiple", "0")
     for bad in ("0", "1.5"):
         with pytest.raises(flags.IllegalFlagValueError, match="budget_meet_by must be"):
             parse_train("--budget_meet_by", bad)
@@ -416,6 +461,7 @@ def test_a_budget_ends_the_stage_and_a_rerun_keeps_it(tiny_data, tmp_path):
     # The held channels go, and any freed one that stayed zero (a dead ReLU input) with them.
     assert flops / 41599616 <= float(met.group(2)) / 100 + 5e-4
     assert record["trained_with"]["budget_met_at_step"] == int(met.group(1))
+    assert record["trained_with"]["budget_channel_multiple"] == 1
     # The report says it (by default the budget is meant to be met half-way: step 30 of 60).
     assert ("Stage 0 budget: at most 80.0%% of the dense conv multiply-adds, to be met by step "
             "30 of 60: met at step %s; final lambda" % met.group(1)) \

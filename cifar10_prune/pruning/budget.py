@@ -9,7 +9,11 @@ its readers, as `compress` removes them. Multiply-adds are those of the Conv2D, 
 and Dense layers for one input (H_out * W_out * k_h * k_w * C_in / groups * C_out); parameters
 are every variable of the model, trainable or not, as `compress` would slice it. Reader-side
 removals (`readers`) and the ones channels of exact borders are not counted, so the estimate
-never promises more than the groups give.
+never promises more than the groups give. With `multiple` > 1 the pruned widths are counted
+rounded up to a multiple of it, as CPUs compute channels in vector-wide blocks (oneDNN's float32
+convolutions on AVX-512 in blocks of 16: a conv narrowed from 16 to 10 outputs costs what the
+dense one costs, benchmarks/README.md); the widths nothing prunes (an image's 3 channels, the
+classes) are counted as they are.
 
 The controller (`Budget`): lambda is multiplied by the optimizer's `penalty_scale` (an `ISTA`
 made with `adaptive=True`). Every `check_every` steps the callback computes the fraction the
@@ -114,7 +118,7 @@ def _gammas(analysis):
             for group in analysis.groups if group.prunable for bn, _ in group.members}
 
 
-def estimate(model, gammas=None):
+def estimate(model, gammas=None, multiple=1):
     """The `Costs` of the model that compressing `model` would give now: without the channels
     whose gamma is exactly zero in every member of their group.
 
@@ -122,15 +126,19 @@ def estimate(model, gammas=None):
       model: a functional Keras model.
       gammas: optional {gamma path: values} to use instead of the raw gammas (e.g. with some
         channels set to zero); paths not in it read the model's.
+      multiple: count the multiply-adds with every prunable layer's input and output widths
+        rounded up to a multiple of this (the blocks a CPU computes channels in, e.g. 16);
+        parameters are counted exactly.
     """
     values = member_gammas(model)
     values.update(gammas or {})
-    return _costs(analyze(model), values)
+    return _costs(analyze(model), values, multiple)
 
 
-def _costs(analysis, gammas):
+def _costs(analysis, gammas, multiple=1):
     """The `Costs` left by the channels zero in every member, given {gamma path: values} for
-    every member of `analysis`'s prunable groups."""
+    every member of `analysis`'s prunable groups (multiply-adds with the pruned widths rounded
+    up to `multiple`)."""
     out_keep, in_keep = _kept_masks(analysis, gammas)
     macs, params = 0, 0
     for node in analysis.nodes:
@@ -141,14 +149,22 @@ def _costs(analysis, gammas):
         n_in = _count(in_keep, layer.name, node.input_tensors[0].shape[-1]) \
             if node.input_tensors else 0
         if macs is not None:
-            macs = _add(macs, _macs(layer, node, n_in, n_out))
+            macs = _add(macs, _macs(layer, node,
+                                    _count(in_keep, layer.name, n_in, multiple),
+                                    _count(out_keep, layer.name, n_out, multiple)))
         params += _params(layer, n_in, n_out)
     return Costs(macs, params)
 
 
-def _count(masks, name, default):
+def _count(masks, name, default, multiple=1):
+    """The width `masks` keeps of layer `name` (rounded up to `multiple`); `default` as it is
+    when the layer is not pruned."""
     mask = masks.get(name)
-    return default if mask is None else int(mask.sum())
+    return default if mask is None else _round_up(int(mask.sum()), multiple)
+
+
+def _round_up(count, multiple):
+    return -(-count // multiple) * multiple
 
 
 def _add(total, term):
@@ -241,7 +257,8 @@ class Budget(keras.callbacks.Callback):
       target_macs, target_params: fractions in (0, 1] of the dense model's multiply-adds /
         parameters; at least one. Both: met when both are.
       dense: the dense model's `Costs` the fractions are of; by default the model's own when
-        training begins (give it when training resumes a model already partly pruned).
+        training begins (give it when training resumes a model already partly pruned, counted
+        with the same `channel_multiple`: `estimate(dense_model, multiple=...)`).
       max_steps: the global step (`optimizer.iterations`) by which the target should be met;
         by default half-way through this `fit` (epochs x steps per epoch / 2). The steps after
         it train the slim channels, and leave the controller room to catch up if it is late
@@ -251,6 +268,10 @@ class Budget(keras.callbacks.Callback):
       watch_every: steps between tests whether the budget is met, between the checks (the
         zeros can overshoot the target by what they gain in this many steps). Keras calls the
         callback after every `steps_per_execution` steps; a test costs milliseconds.
+      channel_multiple: count multiply-adds with the pruned widths rounded up to a multiple of
+        this (`estimate`), so the budget is of what the CPU computes: 16 for float32 on
+        AVX-512 (oneDNN), 1 (the default) for the plain count. A channel then saves only
+        when its layer's width crosses a multiple, and only such savings are held.
       aim: the fraction of the steps left (in (0, 1]) within which the threshold alone would
         bring the last channel that must go to zero, at the lambda the controller sets.
       max_scale: lambda is never raised beyond this many times its initial value.
@@ -262,8 +283,8 @@ class Budget(keras.callbacks.Callback):
     """
 
     def __init__(self, target_macs=None, target_params=None, dense=None, max_steps=None,
-                 check_every=100, watch_every=10, aim=0.5, max_scale=16.0, hold=True,
-                 optimizer=None, log=print):
+                 check_every=100, watch_every=10, channel_multiple=1, aim=0.5, max_scale=16.0,
+                 hold=True, optimizer=None, log=print):
         super().__init__()
         self.targets = {k: v for k, v in (("macs", target_macs), ("params", target_params))
                         if v is not None}
@@ -278,12 +299,14 @@ class Budget(keras.callbacks.Callback):
         if isinstance(aim, bool) or not isinstance(aim, (int, float)) or not 0 < aim <= 1:
             raise ValueError("aim must be a fraction in (0, 1] of the steps left, e.g. 0.5; "
                              "got %r" % (aim,))
-        for name, value in (("check_every", check_every), ("watch_every", watch_every)):
+        for name, value, what in (("check_every", check_every, "steps"),
+                                  ("watch_every", watch_every, "steps"),
+                                  ("channel_multiple", channel_multiple, "channels")):
             if isinstance(value, bool) or not (isinstance(value, int) and value >= 1):
-                raise ValueError("%s must be a whole number of steps >= 1, got %r"
-                                 % (name, value))
+                raise ValueError("%s must be a whole number of %s >= 1, got %r"
+                                 % (name, what, value))
         self.dense, self.max_steps, self.check_every = dense, max_steps, check_every
-        self.watch_every = watch_every
+        self.watch_every, self.multiple = watch_every, channel_multiple
         self.aim, self.max_scale, self.hold = float(aim), float(max_scale), bool(hold)
         self.optimizer, self.log = optimizer, log or (lambda line: None)
         self.met_at, self.fraction = None, {}
@@ -297,6 +320,11 @@ class Budget(keras.callbacks.Callback):
         """{kind: costs.kind / dense.kind} for the targets given."""
         return {kind: costs.get(kind) / self.dense.get(kind) for kind in self.targets}
 
+    def _fractions_of(self, gammas):
+        """The fractions left by the channels zero in every member, given {gamma path: values}
+        (multiply-adds counted in blocks of `channel_multiple`)."""
+        return self.fractions(_costs(self._analysis, gammas, self.multiple))
+
     def met(self, fractions):
         return all(fractions[k] <= t for k, t in self.targets.items())
 
@@ -307,7 +335,7 @@ class Budget(keras.callbacks.Callback):
         if self._analysis is None:
             self._analysis = analyze(self.model)
         gammas = _gammas(self._analysis)
-        self.fraction = self.fractions(_costs(self._analysis, gammas))
+        self.fraction = self._fractions_of(gammas)
         now = self._describe(self.fraction)
         if self.met(self.fraction):
             return self._met(step, now, gammas)
@@ -347,7 +375,7 @@ class Budget(keras.callbacks.Callback):
             return ("budget met at step %d: the held zeros leave %s; the stage trains on with "
                     "them" % (held, now))
         held, removable, kept = self._fewest_to_hold(gammas)
-        self.fraction = self.fractions(_costs(self._analysis, kept))
+        self.fraction = self._fractions_of(kept)
         self.optimizer.hold(step, _removed_gammas(self._analysis, kept))
         return ("budget met at step %d: the current zeros leave %s; the stage stops sparsifying "
                 "and trains on with %d of the %d channels they remove held at zero (those that "
@@ -359,7 +387,7 @@ class Budget(keras.callbacks.Callback):
         that save the most of the targets' costs each come first (a check can find more zeros
         than needed: the rest are freed to train again). Returns (how many are held, how many
         the zeros remove, the gammas with the freed channels counted as kept)."""
-        base = _costs(self._analysis, gammas)
+        base = _costs(self._analysis, gammas)  # exact counts: with a multiple most save 0
         channels = [(i, c) for i, _, zero in _group_zeros(self._analysis, gammas)
                     for c in np.flatnonzero(zero)]
 
@@ -370,7 +398,28 @@ class Budget(keras.callbacks.Callback):
         channels.sort(key=saving, reverse=True)
         count = self._smallest_count(0, len(channels), lambda n: _with(
             self._analysis, gammas, channels[n:], 1.0))
-        return count, len(channels), _with(self._analysis, gammas, channels[count:], 1.0)
+        held = channels[:count]
+        if self.multiple > 1:
+            trimmed = self._trimmed(held)
+            if self.met(self._fractions_of(_with(self._analysis, gammas, [
+                    c for c in channels if c not in set(trimmed)], 1.0))):
+                held = trimmed  # (not so when a layer reads several groups)
+        freed = [c for c in channels if c not in set(held)]
+        return len(held), len(channels), _with(self._analysis, gammas, freed, 1.0)
+
+    def _trimmed(self, held):
+        """`held` [(group index, channel)] less, in each group, the channels that do not take
+        its width across a multiple of `channel_multiple` (16 - 5 = 11 channels cost what 16
+        do: those 5 go free; 64 - 20 = 44 cost what 48 do: 16 of the 20 stay held)."""
+        by_group = {}
+        for index, channel in held:
+            by_group.setdefault(index, []).append((index, channel))
+        trimmed = []
+        for index, channels in by_group.items():
+            width = self._analysis.groups[index].width
+            trimmed += channels[:width - min(width, _round_up(width - len(channels),
+                                                              self.multiple))]
+        return trimmed
 
     def _held_since(self):
         since = float(ops.convert_to_numpy(self.optimizer.zeros_held_since))
@@ -391,7 +440,7 @@ class Budget(keras.callbacks.Callback):
         zero, so costs fall as n grows) meet the targets; hi if none does. By bisection."""
         while lo < hi:
             mid = (lo + hi) // 2
-            if self.met(self.fractions(_costs(self._analysis, gammas_with(mid)))):
+            if self.met(self._fractions_of(gammas_with(mid))):
                 hi = mid
             else:
                 lo = mid + 1
@@ -401,9 +450,11 @@ class Budget(keras.callbacks.Callback):
         return float(ops.convert_to_numpy(self.optimizer.learning_rate))
 
     def _describe(self, fractions, targets=True):
-        return ", ".join("%.1f%% of the dense %s%s" % (100 * f, KINDS[k],
-                                                      " (target %.1f%%)" % (100 * self.targets[k])
-                                                      if targets else "")
+        blocks = " in blocks of %d channels" % self.multiple if self.multiple > 1 else ""
+        return ", ".join("%.1f%% of the dense %s%s%s" % (100 * f, KINDS[k],
+                                                        blocks if k == "macs" else "",
+                                                        " (target %.1f%%)" % (100 * self.targets[k])
+                                                        if targets else "")
                          for k, f in fractions.items())
 
     def _lambda(self):
@@ -436,7 +487,7 @@ class Budget(keras.callbacks.Callback):
             optimizer.build(self.model.trainable_variables)
         self.optimizer = optimizer
         if self.dense is None:
-            self.dense = estimate(self.model)
+            self.dense = estimate(self.model, multiple=self.multiple)
         if "macs" in self.targets and (self.dense.macs is None or not self.dense.macs):
             raise ValueError("target_macs needs the multiply-adds of the model, which depend on "
                              "an input size this model does not know: build it with "
@@ -458,7 +509,7 @@ class Budget(keras.callbacks.Callback):
         if self.met_at is not None:
             return
         step = int(ops.convert_to_numpy(self.optimizer.iterations))
-        self.fraction = self.fractions(estimate(self.model))
+        self.fraction = self.fractions(estimate(self.model, multiple=self.multiple))
         if self.met(self.fraction):  # at a last step no check saw
             self._analysis = self._analysis or analyze(self.model)
             self.log(self._met(step, self._describe(self.fraction), _gammas(self._analysis)))
@@ -477,5 +528,5 @@ class Budget(keras.callbacks.Callback):
         if not due and self._watched is not None and step - self._watched < self.watch_every:
             return
         self._watched = step
-        if due or self.met(self.fractions(_costs(self._analysis, _gammas(self._analysis)))):
+        if due or self.met(self._fractions_of(_gammas(self._analysis))):
             self.log(self.check(step))
