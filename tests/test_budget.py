@@ -96,7 +96,15 @@ def test_in_blocks_only_the_zeros_that_cross_a_multiple_are_held():
     assert held[model.get_layer("bn1").gamma.path].sum() == 4
     assert padded_macs((8, 8), 4) <= 0.75 * dense < padded_macs((8, 9), 4)
     assert "with 4 of the 10 channels they remove held at zero" in lines[-1], lines[-1]
-    assert "in blocks of 4 channels" in lines[-1]
+    assert "in blocks of 4 channels" in lines[-1] and "the other 6 restarted" in lines[-1]
+    # The 6 freed restart at the smallest nonzero |gamma| of their batch norm, beta at least 0.
+    for bn, ones in (("bn0", [0, 1, 2]), ("bn1", [c for c in range(7) if not held[
+            model.get_layer("bn1").gamma.path][c]])):
+        gamma = model.get_layer(bn).gamma.numpy()
+        assert len(ones) == 3
+        np.testing.assert_array_equal(gamma[ones], np.abs(np.delete(gamma, ones)[
+            np.delete(gamma, ones) != 0]).min())
+        assert (model.get_layer(bn).beta.numpy()[ones] >= 0).all()
 
 
 def adaptive_budget(model, l1_penalty=0.01, **kwargs):
@@ -297,10 +305,14 @@ def test_a_held_budget_trains_on_with_the_fewest_zeros_that_meet_it():
             fewer = dict(chosen, **{name: [c for c in chosen[name] if c != channel]})
             assert macs_without(fewer) > 0.7 * dense_macs, (name, channel)
     count = sum(len(c) for c in chosen.values())
-    zero_at_met = sum(int((v == 0).sum()) for v in snapshot.gammas.values())
     met_line = next(line for line in lines if line.startswith("budget met"))
-    assert "with %d of the %d channels they remove held at zero" % (count, zero_at_met) \
-        in met_line, met_line
+    removed = re.search(r"with (\d+) of the (\d+) channels they remove held at zero", met_line)
+    restarted = re.search(r"the other (\d+) restarted", met_line)
+    restarted = int(restarted.group(1)) if restarted else 0
+    assert int(removed.group(1)) == count, met_line
+    assert int(removed.group(2)) == count + restarted, met_line
+    for name, at_met in snapshot.gammas.items():  # the zeros not held were restarted
+        np.testing.assert_array_equal(at_met == 0, held[name])
     moved = [np.abs(end[n] - v)[v != 0].max() for n, v in snapshot.gammas.items() if (v != 0).any()]
     assert max(moved) > 0
 
@@ -458,7 +470,7 @@ def test_a_budget_ends_the_stage_and_a_rerun_keeps_it(tiny_data, tmp_path):
     spec = ArchSpec.from_record(record)
     flops = costs.conv_flops(models.build_model(spec))
     assert flops <= 0.8 * costs.conv_flops(models.build_model(ArchSpec.dense("resnet20")))
-    # The held channels go, and any freed one that stayed zero (a dead ReLU input) with them.
+    # The held channels go; the zeros not held were restarted and stay.
     assert flops / 41599616 <= float(met.group(2)) / 100 + 5e-4
     assert record["trained_with"]["budget_met_at_step"] == int(met.group(1))
     assert record["trained_with"]["budget_channel_multiple"] == 1

@@ -23,7 +23,8 @@ of its multiply-adds in the 100 steps between two checks). When the fraction is 
 target (every target given), the budget is met and the sparsifying ends. With `hold` (the default) training goes on to its end: of the channels the
 zeros remove, the fewest that meet the budget (those that save the most each first; a check can
 find more zeros than needed) are held at zero, and every other gamma trains free of the penalty
-(`ISTA.hold`), so the steps left train the channels that stay. Without it, training stops there.
+(`ISTA.hold`), so the steps left train the channels that stay; the zeros not held are restarted
+at the smallest gamma of their batch norm (at zero, behind a ReLU, they would stay dead). Without it, training stops there.
 (Lowering lambda instead would not keep the zeros: plain SGD moves zero gammas off zero.)
 Otherwise it asks which channels must still go, and what lambda each needs. ISTA shrinks a
 member's |gamma| by its threshold `lr * lambda * rho` per step, and the gradient pushes back:
@@ -374,19 +375,45 @@ class Budget(keras.callbacks.Callback):
         if held is not None:  # a resumed stage: what it holds is decided
             return ("budget met at step %d: the held zeros leave %s; the stage trains on with "
                     "them" % (held, now))
-        held, removable, kept = self._fewest_to_hold(gammas)
+        held, channels = self._fewest_to_hold(gammas)
+        freed = [c for c in channels if c not in set(held)]
+        kept = _with(self._analysis, gammas, freed, 1.0)
         self.fraction = self._fractions_of(kept)
         self.optimizer.hold(step, _removed_gammas(self._analysis, kept))
+        self._restart(freed)
         return ("budget met at step %d: the current zeros leave %s; the stage stops sparsifying "
                 "and trains on with %d of the %d channels they remove held at zero (those that "
-                "cost most, enough for %s)" % (step, now, held, removable,
-                                               self._describe(self.fraction, targets=False)))
+                "cost most, enough for %s)%s" % (
+                    step, now, len(held), len(channels),
+                    self._describe(self.fraction, targets=False),
+                    ", the other %d restarted" % len(freed) if freed else ""))
+
+    def _restart(self, freed):
+        """Give the freed zero channels [(group index, channel)] a gamma again: in every member,
+        the smallest nonzero |gamma| of its batch norm (as weak as the weakest channel that
+        stays), and a negative beta 0. At gamma 0 the channel is the constant ReLU(beta): with
+        beta < 0 no gradient reaches it, and freed without this it stayed zero (the quick
+        start's 32 freed channels all did) and went at compression."""
+        values = {}  # batch norm name: (layer, new gamma, new beta)
+        for index, channel in freed:
+            for bn, offset in self._analysis.groups[index].members:
+                _, gamma, beta = values.setdefault(bn.name, (
+                    bn, ops.convert_to_numpy(bn.gamma).copy(),
+                    None if bn.beta is None else ops.convert_to_numpy(bn.beta).copy()))
+                alive = np.abs(gamma[gamma != 0])
+                gamma[offset + channel] = alive.min() if alive.size else 1.0
+                if beta is not None:
+                    beta[offset + channel] = max(beta[offset + channel], 0.0)
+        for bn, gamma, beta in values.values():
+            bn.gamma.assign(gamma)
+            if beta is not None:
+                bn.beta.assign(beta)
 
     def _fewest_to_hold(self, gammas):
         """Of the channels the current zeros remove, the fewest that meet the budget: those
         that save the most of the targets' costs each come first (a check can find more zeros
-        than needed: the rest are freed to train again). Returns (how many are held, how many
-        the zeros remove, the gammas with the freed channels counted as kept)."""
+        than needed: the rest are freed to train again). Returns (the channels to hold, all the
+        channels the zeros remove), as [(group index, channel)]."""
         base = _costs(self._analysis, gammas)  # exact counts: with a multiple most save 0
         channels = [(i, c) for i, _, zero in _group_zeros(self._analysis, gammas)
                     for c in np.flatnonzero(zero)]
@@ -404,8 +431,7 @@ class Budget(keras.callbacks.Callback):
             if self.met(self._fractions_of(_with(self._analysis, gammas, [
                     c for c in channels if c not in set(trimmed)], 1.0))):
                 held = trimmed  # (not so when a layer reads several groups)
-        freed = [c for c in channels if c not in set(held)]
-        return len(held), len(channels), _with(self._analysis, gammas, freed, 1.0)
+        return held, channels
 
     def _trimmed(self, held):
         """`held` [(group index, channel)] less, in each group, the channels that do not take
