@@ -20,11 +20,12 @@ made with `adaptive=True`). Every `check_every` steps the callback computes the 
 current zeros leave, and between those checks it watches every `watch_every` steps whether the
 budget is met yet (zeros come in bursts near the end: the quick start went from 61.9% to 55.7%
 of its multiply-adds in the 100 steps between two checks). When the fraction is at most the
-target (every target given), the budget is met and the sparsifying ends. With `hold` (the default) training goes on to its end: of the channels the
-zeros remove, the fewest that meet the budget (those that save the most each first; a check can
-find more zeros than needed) are held at zero, and every other gamma trains free of the penalty
-(`ISTA.hold`), so the steps left train the channels that stay; the zeros not held are restarted
-at the smallest gamma of their batch norm (at zero, behind a ReLU, they would stay dead). Without it, training stops there.
+target (every target given), the budget is met and the sparsifying ends. With `hold` (the
+default) training goes on to its end: of the channels the zeros remove, the fewest that meet the
+budget (those that save the most each first; a check can find more zeros than needed) are held
+at zero, and every other gamma trains free of the penalty (`ISTA.hold`), so the steps left train
+the channels that stay; the zeros not held are restarted at the smallest gamma of their batch
+norm (at zero, behind a ReLU, they would stay dead). Without it, training stops there.
 (Lowering lambda instead would not keep the zeros: plain SGD moves zero gammas off zero.)
 Otherwise it asks which channels must still go, and what lambda each needs. ISTA shrinks a
 member's |gamma| by its threshold `lr * lambda * rho` per step, and the gradient pushes back:
