@@ -152,17 +152,20 @@ def _costs(analysis, gammas, multiple=1):
             if node.input_tensors else 0
         if macs is not None:
             macs = _add(macs, _macs(layer, node,
-                                    _count(in_keep, layer.name, n_in, multiple),
-                                    _count(out_keep, layer.name, n_out, multiple)))
+                                    _padded(in_keep, layer.name, n_in, multiple),
+                                    _padded(out_keep, layer.name, n_out, multiple)))
         params += _params(layer, n_in, n_out)
     return Costs(macs, params)
 
 
-def _count(masks, name, default, multiple=1):
-    """The width `masks` keeps of layer `name` (rounded up to `multiple`); `default` as it is
-    when the layer is not pruned."""
+def _count(masks, name, default):
     mask = masks.get(name)
-    return default if mask is None else _round_up(int(mask.sum()), multiple)
+    return default if mask is None else int(mask.sum())
+
+
+def _padded(masks, name, count, multiple):
+    """`count` channels of layer `name` rounded up to `multiple` if `masks` prunes them."""
+    return _round_up(count, multiple) if name in masks else count
 
 
 def _round_up(count, multiple):
@@ -377,7 +380,8 @@ class Budget(keras.callbacks.Callback):
             return ("budget met at step %d: the held zeros leave %s; the stage trains on with "
                     "them" % (held, now))
         held, channels = self._fewest_to_hold(gammas)
-        freed = [c for c in channels if c not in set(held)]
+        held_set = set(held)
+        freed = [c for c in channels if c not in held_set]
         kept = _with(self._analysis, gammas, freed, 1.0)
         self.fraction = self._fractions_of(kept)
         self.optimizer.hold(step, _removed_gammas(self._analysis, kept))
@@ -429,8 +433,9 @@ class Budget(keras.callbacks.Callback):
         held = channels[:count]
         if self.multiple > 1:
             trimmed = self._trimmed(held)
+            still_held = set(trimmed)
             if self.met(self._fractions_of(_with(self._analysis, gammas, [
-                    c for c in channels if c not in set(trimmed)], 1.0))):
+                    c for c in channels if c not in still_held], 1.0))):
                 held = trimmed  # (not so when a layer reads several groups)
         return held, channels
 
