@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 17's quick-start budget, held once met (--budget_meet_by 0.5: met by step 1,000 of the
 # sparsifying stage's 2,000; the fewest zero channels that meet it are held, the rest train on):
-# q60k_seed1-3. Float32. Rerun to resume. (Code: COMMIT19 in ~/env19, setup19.sh. slotG.sh ran
+# q60k_seed1-3. Float32. Rerun to resume. (Code: COMMIT19 in ~/env19, setup_env.sh 19. slotG.sh ran
 # seed 1 with COMMIT18, which held every zero: q60h_seed1.)
 cd "$(dirname "$0")"
 export PYTHON=$HOME/env19/venv/bin/python

@@ -2,7 +2,7 @@
 # Issue 17's speed: the quick start with block outputs pruned to 50% of the dense multiply-adds
 # counted in blocks of 16 channels (--budget_channel_multiple 16: oneDNN's float32 blocks, so
 # the budget is of what the CPU computes): q50x16_seed1. Float32. Rerun to resume.
-# (Code: COMMIT21 in ~/env21, setup21.sh.)
+# (Code: COMMIT21 in ~/env21, setup_env.sh 21.)
 cd "$(dirname "$0")"
 # Stage 0 and its compression were copied from q60k_seed1 (same flags and seed; stage 0 trains
 # without a budget), to save its 800 steps.
