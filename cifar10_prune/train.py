@@ -45,10 +45,11 @@ def main(argv):
         print(warning, file=sys.stderr)
     with strategy.scope():
         model = models.build_model(spec, FLAGS.weight_decay, dtype_policy=policy)
+        penalties = models.penalties(model)
         optimizer = ista.ISTA(training.learning_rate_schedule(FLAGS.learning_rate,
                                                               FLAGS.batch_size),
-                              l1_penalty=FLAGS.l1_penalty, penalties=models.penalties(model),
-                              adaptive=_has_budget())
+                              l1_penalty=FLAGS.l1_penalty, penalties=penalties,
+                              adaptive=_has_budget(), coupled=_coupled(model, penalties))
         optimizer = mixed_precision.wrap_optimizer(optimizer, policy)  # loss scaling for float16 only
     budget = _budget(spec, optimizer) if _has_budget() else None
     trainer = training.Trainer(model, optimizer, train_dir, FLAGS.save_checkpoint_secs,
@@ -59,6 +60,19 @@ def main(argv):
 
 def _has_budget():
     return FLAGS.target_macs is not None or FLAGS.target_params is not None
+
+
+def _coupled(model, penalties):
+    """The groups --coupled_threshold thresholds together (None without it)."""
+    if not FLAGS.coupled_threshold:
+        return None
+    found = pruning.coupled(model, penalties)
+    if not found:
+        raise stages.StageError("--coupled_threshold: %s has no penalized channels coupled "
+                                "across batch norms (resnet20 has them with "
+                                "--prune_block_outputs); drop the flag or add "
+                                "--prune_block_outputs" % model.name)
+    return found
 
 
 def _budget(spec, optimizer):
@@ -116,6 +130,8 @@ def train_stage(trainer, version, train_dir, spec, budget=None):
         settings = {k: FLAGS[k].value for k in ("l1_penalty", "learning_rate", "max_steps",
                                                  "batch_size", "weight_decay", "gamma_rescale",
                                                  "absorb_pruned_constants", "seed", "use_fp16")}
+        if FLAGS.coupled_threshold:  # as the budget's: recorded only when used
+            settings.update(coupled_threshold=True)
         if budget is not None:  # recorded only when used: other stages' records stay as they were
             settings.update(target_macs=FLAGS.target_macs, target_params=FLAGS.target_params,
                             budget_meet_by=FLAGS.budget_meet_by, budget_met_at_step=budget.met_at,

@@ -64,6 +64,12 @@ def define_train_flags(fv=flags.FLAGS):
                          "(they get a gamma), coupled through the adds. Recorded in the stage's "
                          "architecture.json; later stages and eval build what it says.",
                          flag_values=fv)
+    flags.DEFINE_boolean("coupled_threshold", False,
+                         "With --prune_block_outputs (not in the original): soft-threshold a "
+                         "residual-stream channel's gammas in all its batch norms as one vector "
+                         "(the group lasso's proximal step, their rho summed), so they reach "
+                         "zero together; by default each gamma is thresholded on its own, as "
+                         "the original does.", flag_values=fv)
     for kind, what in (("macs", "conv multiply-adds"), ("params", "parameters")):
         flags.DEFINE_float("target_" + kind, None,
                            "Budget of this stage (not in the original): adapt lambda (from "

@@ -4,6 +4,7 @@ through the stage directory (later stages and eval build what it records)."""
 import json
 import os
 
+import keras
 import numpy as np
 import pytest
 
@@ -184,3 +185,49 @@ def test_a_pruned_stream_folds_for_serving():
     new_spec, slim = rebuild.narrow(spec, dense)
     assert new_spec.widths["g2b0shortcut"] == 23
     assert_same_function(slim, fold.fold_batch_norms(slim), tol=1e-4)
+
+
+def test_coupled_names_the_residual_stream_groups():
+    model = models.build_model(ArchSpec.dense("resnet20", block_outputs=True))
+    found = pruning.coupled(model, models.penalties(model))
+    by_path = {bn.gamma.path: bn.name for bn in model.layers if getattr(bn, "gamma", None)
+               is not None}
+    assert sorted(sorted(by_path[p] for p, _, _ in g) for g in found) == \
+        sorted(sorted(bns) for bns, _ in STREAM.values())
+    assert sorted({(o, w) for g in found for _, o, w in g}) == [(0, 16), (0, 32), (0, 64)]
+    # The paper's pattern couples nothing it penalizes (the stream has no gammas).
+    dense = models.build_model(ArchSpec.dense("resnet20"))
+    assert pruning.coupled(dense, models.penalties(dense)) == []
+
+
+def test_coupled_threshold_zeros_a_stream_channel_in_every_member_at_once():
+    keras.utils.set_random_seed(3)
+    model = models.build_model(ArchSpec.dense("resnet20", block_outputs=True))
+    penalties = models.penalties(model)
+    found = pruning.coupled(model, penalties)
+    # Half the stem stage's channels small: 0.2 in the stem, under 0.02 in the other members.
+    # Together (norm < 0.21) they are under the group's threshold (lr 0.001 * 50 * the summed rho
+    # 5.28 = 0.26, far above the gradient steps) and go in the first step; alone, the stem's 0.2
+    # would outlast the two steps (its own threshold is 0.062). The others (norm 2) stay.
+    rng = np.random.RandomState(0)
+    weights = {v.path: v for v in model.weights}
+    odd = np.arange(16) % 2 == 1
+    for i, (path, _, _) in enumerate(found[0]):
+        small = np.full(16, 0.2) if i == 0 else rng.uniform(0.0, 0.02, 16)
+        weights[path].assign(np.where(odd, small, 1.0).astype(np.float32))
+    model.compile(optimizer=pruning.ISTA(0.001, l1_penalty=50.0, penalties=penalties,
+                                         coupled=found),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x = rng.normal(size=(16, 32, 32, 3)).astype(np.float32)
+    model.fit(x, rng.randint(0, 10, 16), batch_size=8, epochs=1, verbose=0)
+    for group in found:
+        zero = [weights[p].numpy()[o:o + w] == 0 for p, o, w in group]
+        assert all(np.array_equal(z, zero[0]) for z in zero)  # no member alone at zero
+    stem = np.stack([weights[p].numpy() for p, _, _ in found[0]])
+    assert np.array_equal(np.all(stem == 0, axis=0), odd)
+
+
+def test_coupled_threshold_needs_coupled_channels(tiny_data, tmp_path):
+    proc = run_cli("train", "--data_dir", tiny_data, "--train_dir", str(tmp_path / "t"),
+                   "--max_steps", 1, "--coupled_threshold", check=False)
+    one_error_line(proc, "--coupled_threshold", "--prune_block_outputs")

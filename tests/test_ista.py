@@ -155,3 +155,119 @@ def test_sparsity_metrics_by_hand():
     assert fake == pytest.approx((2 * rho["conv1"] + 4 * rho["conv3"] + 2 * rho["fc1"])
                                  / (4 * sum(rho.values())))
     assert zeros == {"conv1": (2, 4), "conv2": (0, 4), "conv3": (4, 4), "fc1": (2, 4)}
+
+
+def group_threshold(vectors, t):
+    """The group lasso's proximal step on the columns of `vectors` (members x channels)."""
+    norm = np.sqrt(np.sum(vectors ** 2, axis=0))
+    return vectors * np.where(norm > t, 1 - t / np.maximum(norm, 1e-300), 0.0)
+
+
+def _coupled_variables(rng):
+    """a and b (6 channels) are coupled with channels 3-8 of c (10): c's others stand alone."""
+    a = rng.uniform(-1, 1, 6).astype(np.float32)
+    b = rng.uniform(-1, 1, 6).astype(np.float32)
+    c = rng.uniform(-1, 1, 10).astype(np.float32)
+    a[:2], b[:2], c[3:5] = [0.01, -0.02], [0.02, 0.0], [-0.01, 0.01]  # channels 0, 1 go at once
+    return a, b, c
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_coupled_step_matches_numpy(compiled):
+    rng = np.random.RandomState(5)
+    a0, b0, c0 = _coupled_variables(rng)
+    other0 = rng.uniform(-1, 1, 4).astype(np.float32)
+    names = ("a", "b", "other", "c")
+    variables = [keras.Variable(v, name=n) for v, n in zip((a0, b0, other0, c0), names)]
+    a, b, other, c = variables
+    rho = {a.path: 0.5, b.path: 0.25, c.path: 1.0}
+    lr, l1 = 0.1, 0.3
+    opt = ista.ISTA(lr, l1_penalty=l1, penalties=rho,
+                    coupled=[[(a.path, 0, 6), (b.path, 0, 6), (c.path, 3, 6)]])
+    opt.build(variables)
+    def apply(grads):
+        opt.apply(grads, variables)
+    if compiled:
+        apply = tf.function(apply)
+    ref = [v.astype(np.float64) for v in (a0, b0, other0, c0)]
+    for step in range(4):
+        grads = [rng.normal(0, 0.2, v.shape[0]).astype(np.float32) for v in ref]
+        if step == 0:
+            for g in (grads[0], grads[1]):
+                g[:2] = 0.0
+            grads[3][3:5] = 0.0
+        apply(grads)
+        ref = [r - lr * g for r, g in zip(ref, grads)]
+        stacked = group_threshold(np.stack([ref[0], ref[1], ref[3][3:9]]), lr * l1 * 1.75)
+        ref[0], ref[1] = stacked[0], stacked[1]
+        alone = soft_threshold(ref[3], lr * l1 * 1.0)
+        ref[3] = np.concatenate([alone[:3], stacked[2], alone[9:]])
+        for v, r in zip(variables, ref):
+            np.testing.assert_allclose(v.numpy(), r, atol=1e-6)
+    # Channels 0 and 1 went in one step, in all three members, and stayed gone.
+    for v, offset in ((a, 0), (b, 0), (c, 3)):
+        assert np.all(v.numpy()[offset:offset + 2] == 0.0)
+    assert np.all((c.numpy() == 0) == (ref[3] == 0))
+
+
+def test_coupled_group_of_one_is_plain_ista():
+    rng = np.random.RandomState(2)
+    start = rng.uniform(-0.3, 0.3, 12).astype(np.float32)
+    results = []
+    for coupled in (None, lambda path: [[(path, 0, 12)]]):
+        gamma = keras.Variable(start, name="gamma")
+        opt = ista.ISTA(0.1, l1_penalty=0.5, penalties={gamma.path: 2.0},
+                        coupled=coupled(gamma.path) if coupled else None)
+        for _ in range(3):
+            opt.apply([tf.constant(np.full(12, 0.05, np.float32))], [gamma])
+        results.append(gamma.numpy())
+    np.testing.assert_allclose(results[0], results[1], atol=1e-7)
+    assert np.array_equal(results[0] == 0, results[1] == 0) and np.any(results[0] == 0)
+
+
+def test_coupled_under_distribution_strategy_and_hold():
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    with strategy.scope():
+        a = keras.Variable(np.array([0.3, 0.04, 0.0], np.float32), name="a")
+        b = keras.Variable(np.array([0.4, 0.03, 0.5], np.float32), name="b")
+        opt = ista.ISTA(0.1, l1_penalty=1.0, penalties={a.path: 0.5, b.path: 0.5},
+                        coupled=[[(a.path, 0, 3), (b.path, 0, 3)]], adaptive=True)
+        opt.build([a, b])
+    zero = tf.zeros(3)
+
+    @tf.function
+    def step():
+        strategy.run(lambda: opt.apply([zero, zero], [a, b]))
+
+    step()  # the group threshold is 0.1: channel 0 (norm 0.5) shrinks, channel 1 (0.05) goes
+    expected = group_threshold(np.array([[0.3, 0.04, 0.0], [0.4, 0.03, 0.5]]), 0.1)
+    np.testing.assert_allclose(np.stack([a.numpy(), b.numpy()]), expected, atol=1e-7)
+    assert a.numpy()[1] == 0 and b.numpy()[1] == 0
+    # Once held, the joint step stops: gammas move by their gradients alone, held zeros stay.
+    opt.hold(1, {a.path: np.array([False, True, False]), b.path: np.array([False, True, False])})
+    before = np.stack([a.numpy(), b.numpy()])
+
+    @tf.function
+    def moved():
+        strategy.run(lambda: opt.apply([tf.fill([3], -1.0)] * 2, [a, b]))
+
+    moved()
+    np.testing.assert_allclose(np.stack([a.numpy(), b.numpy()]),
+                               np.where([[False, True, False]] * 2, 0.0, before + 0.1), atol=1e-7)
+
+
+def test_coupled_rejects_bad_groups():
+    a = keras.Variable(np.ones(4, np.float32), name="a")
+    b = keras.Variable(np.ones(3, np.float32), name="b")
+    with pytest.raises(ValueError, match="one width"):
+        ista.ISTA(0.1, 1.0, {a.path: 1.0}, coupled=[[(a.path, 0, 4), (b.path, 0, 3)]])
+    opt = ista.ISTA(0.1, 1.0, {a.path: 1.0}, coupled=[[(a.path, 0, 3), (b.path, 0, 3)]])
+    with pytest.raises(ValueError, match="penalties does not: b"):
+        opt.build([a, b])
+    opt = ista.ISTA(0.1, 1.0, {a.path: 1.0, b.path: 1.0},
+                    coupled=[[(a.path, 0, 3), (b.path, 0, 3)], [(a.path, 1, 3), (b.path, 0, 3)]])
+    with pytest.raises(ValueError, match="two groups"):
+        opt.build([a, b])
+    clone = ista.ISTA.from_config(ista.ISTA(0.1, 1.0, {a.path: 1.0, b.path: 1.0},
+                                            coupled=[[(a.path, 0, 3), (b.path, 0, 3)]]).get_config())
+    assert clone.coupled == [[(a.path, 0, 3), (b.path, 0, 3)]]

@@ -11,7 +11,7 @@
 
 Modules: `groups` (which channels go together, from the graph), `readers` (reader-side pruning:
 constant channels leave the convs reading them, the tensor keeps them), `explanation`
-(`explain`), `rho` (the penalty weights), `ista` (the optimizer and the sparsity metrics),
+(`explain`), `rho` (the penalty weights), `ista` (the optimizer, `coupled`, the sparsity metrics),
 `compression` (`plan`, `compress`), `constants` (which channels are constant, and their values),
 `borders` (the ones channels that make the fold exact at zero-padded borders), `budget`
 (`estimate`: the costs the current zeros would leave; `Budget`: a callback adapting lambda until
@@ -26,10 +26,11 @@ from cifar10_prune.pruning.compression import Plan, compress, copy_weights, plan
 from cifar10_prune.pruning.ema import ExponentialMovingAverage, MovingAverage
 from cifar10_prune.pruning.explanation import explain
 from cifar10_prune.pruning.groups import Analysis, Group, analyze, find_groups
-from cifar10_prune.pruning.ista import ISTA, format_zeros, penalized, sparsity
+from cifar10_prune.pruning.ista import ISTA, coupled, format_zeros, penalized, sparsity
 from cifar10_prune.pruning.layers import EmptyConv2D
 from cifar10_prune.pruning.rho import penalties
 
 __all__ = ["Analysis", "Budget", "Costs", "EmptyConv2D", "ExponentialMovingAverage", "Group",
-           "ISTA", "MovingAverage", "Plan", "analyze", "compress", "copy_weights", "estimate",
-           "explain", "find_groups", "format_zeros", "penalized", "penalties", "plan", "sparsity"]
+           "ISTA", "MovingAverage", "Plan", "analyze", "compress", "copy_weights", "coupled",
+           "estimate", "explain", "find_groups", "format_zeros", "penalized", "penalties", "plan",
+           "sparsity"]
