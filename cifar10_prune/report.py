@@ -88,7 +88,8 @@ def collect(train_dir):
                "fake_sparsity": _end_sparsity(before, spec),
                "absorbed": record.get("absorbed_pruned_constants", True),
                "recalibrated_bn": record.get("recalibrated_bn"), "widths": spec.widths,
-               "budget": {k: trained[k] for k in BUDGET_KEYS if k in trained} or None}
+               "budget": {k: trained[k] for k in BUDGET_KEYS if k in trained} or None,
+               "coupled_threshold": trained.get("coupled_threshold", False)}
         scalars = summaries.read_scalars(run_eval_dir(train_dir, version))
         for key in ("precision_at_1", "test_loss"):
             row[key] = scalars[key][-1][1] if key in scalars else None
@@ -171,6 +172,10 @@ def markdown(rows, speed=None, baseline=None):
         notes = []
         if any(r["recalibrated_bn"] for r in rows):
             notes.append("BN statistics re-estimated after each compression and before each eval")
+        coupled = [str(r["stage"]) for r in rows if r.get("coupled_threshold")]
+        if coupled:
+            notes.append("stage%s %s: each residual-stream channel's gammas thresholded as one "
+                         "(--coupled_threshold)" % ("s"[:len(coupled) > 1], ", ".join(coupled)))
         if not all(r["absorbed"] for r in rows):
             notes.append("pruned channels' constants dropped, as the original code")
         if notes:

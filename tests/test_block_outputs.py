@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from cifar10_prune import costs, fold, models, pruning, rebuild, stages
+from cifar10_prune import costs, fold, models, pruning, rebuild, report, stages
 from cifar10_prune.spec import ArchitectureError, ArchSpec
 from conftest import one_error_line, run_cli
 from test_rebuild import assert_same_function, randomized
@@ -227,7 +227,15 @@ def test_coupled_threshold_zeros_a_stream_channel_in_every_member_at_once():
     assert np.array_equal(np.all(stem == 0, axis=0), odd)
 
 
-def test_coupled_threshold_needs_coupled_channels(tiny_data, tmp_path):
-    proc = run_cli("train", "--data_dir", tiny_data, "--train_dir", str(tmp_path / "t"),
-                   "--max_steps", 1, "--coupled_threshold", check=False)
-    one_error_line(proc, "--coupled_threshold", "--prune_block_outputs")
+def test_coupled_threshold_needs_coupled_channels_and_is_recorded(tiny_data, tmp_path):
+    base = str(tmp_path / "cifar10_train")  # the layout the report reads
+    tiny = ["--data_dir", tiny_data, "--train_dir", base, "--batch_size", 10, "--max_steps", 2,
+            "--seed", 1, "--coupled_threshold"]
+    one_error_line(run_cli("train", *tiny, check=False), "--coupled_threshold",
+                   "--prune_block_outputs")
+    assert not os.path.exists(base + "_1")
+    run_cli("train", *tiny, "--prune_block_outputs")
+    with open(os.path.join(base + "_1", "architecture.json")) as f:
+        assert json.load(f)["trained_with"]["coupled_threshold"] is True
+    assert "stage 0: each residual-stream channel's gammas thresholded as one " \
+        "(--coupled_threshold)" in report.markdown(report.collect(str(tmp_path)))
