@@ -482,3 +482,41 @@ def test_a_budget_ends_the_stage_and_a_rerun_keeps_it(tiny_data, tmp_path):
     again = run_cli("train", *args).stdout
     assert ", loss" not in again
     assert "already holds the compression" in again
+
+
+def test_a_coupled_group_needs_the_lambda_of_its_norm():
+    """Two batch norms summed by an Add, thresholded as one (ISTA coupled): past its deadline the
+    controller sets lambda for the channel that must go to reach zero by the next check, from the
+    channel's norm over both members and their rho summed (by hand: norm / 10 / (lr * rho))."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3))
+    a = L.BatchNormalization(name="bn_a")(L.Conv2D(6, 3, padding="same", name="conv_a")(inputs))
+    b = L.BatchNormalization(name="bn_b")(L.Conv2D(6, 1, name="conv_b")(inputs))
+    x = L.ReLU()(L.Add()([a, b]))
+    x = L.Conv2D(20, 3, padding="same", name="reader")(x)  # the cost that the channels carry
+    model = keras.Model(inputs, L.Dense(2)(L.GlobalAveragePooling2D()(x)))
+    penalties = pruning.penalties(model)
+    coupled = pruning.coupled(model, penalties)
+    assert len(coupled) == 1 and len(coupled[0]) == 2
+    optimizer = pruning.ISTA(0.1, l1_penalty=0.1, penalties=penalties, adaptive=True,
+                             coupled=coupled)
+    optimizer.build(model.trainable_variables)
+    lines = []
+    budget = pruning.Budget(optimizer=optimizer, log=lines.append, target_macs=0.9,
+                            max_steps=100, check_every=10, max_scale=1e6)
+    budget.set_model(model)
+    budget.dense = pruning.estimate(model)  # the gammas are all 1 yet
+    gamma_a = 3 * np.array([0.5, 0.6, 0.7, 0.8, 0.9, 1.0], "float32")
+    gamma_b = 3 * np.array([0.05, 0.9, 0.02, 0.1, 0.3, 0.0], "float32")
+    model.get_layer("bn_a").gamma.assign(gamma_a)
+    model.get_layer("bn_b").gamma.assign(gamma_b)
+    # One channel of six (the reader's inputs) takes the multiply-adds below 90%: channel 0 has
+    # the smallest norm.
+    norms = np.sqrt(gamma_a ** 2 + gamma_b ** 2)
+    assert np.argmin(norms) == 0
+    rho = sum(penalties[model.get_layer(n).gamma.path] for n in ("bn_a", "bn_b"))
+    lines.append(budget.check(150))
+    expected = norms[0] / 10 / (0.1 * rho)
+    assert expected > 0.1  # raised, not held
+    assert float(optimizer.penalty_scale.numpy()) * 0.1 == pytest.approx(expected, rel=1e-5)
+    assert "1 more channel must go" in lines[-1], lines[-1]

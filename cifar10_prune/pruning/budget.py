@@ -32,7 +32,8 @@ member's |gamma| by its threshold `lr * lambda * rho` per step, and the gradient
 from the last interval, the push is the threshold that was applied minus the shrinking that was
 seen. For |gamma| to reach zero within `aim` of the steps left until `max_steps`, the threshold
 must beat the push by |gamma| / (aim * steps left) per step; a channel needs the largest such
-lambda of its group's members (it goes only when all are zero). The fewest channels needing the
+lambda of its group's members (it goes only when all are zero; for a group the optimizer
+thresholds as one, `ISTA(coupled=...)`, the members' norm with their rho summed). The fewest channels needing the
 least lambda whose removal would meet the target are found (by counting, as `estimate` does),
 and lambda is raised to what the most demanding of them needs (at most `max_scale` times the
 initial lambda; never lowered). At the first check no push is known yet and the threshold alone
@@ -207,7 +208,7 @@ def _params(layer, n_in, n_out):
     return total
 
 
-def _needed_scales(analysis, now, before, steps, threshold, rho, within):
+def _needed_scales(analysis, now, before, steps, threshold, rho, within, coupled=()):
     """[(scale, group index, channel)] for every channel of the prunable groups that is not yet
     zero in all members, least demanding first: the factor on lambda its slowest member needs to
     reach zero within `within` steps.
@@ -216,24 +217,39 @@ def _needed_scales(analysis, now, before, steps, threshold, rho, within):
     rho), `now` / `before` the gammas at their end / start ({path: values}; `before` None: no
     push known). A member that shrank by less than its threshold was pushed back by the
     gradient by the difference, per step; it needs threshold * rho * scale = push + |gamma| /
-    within. Channels with an unpenalized member never get there and are left out."""
+    within. A group the optimizer thresholds as one (`coupled`, as `ISTA` takes it) is one
+    member to this rule: its channel's norm over the members, with their rho summed. Channels
+    with an unpenalized member never get there and are left out."""
+    joint = {frozenset((path, offset) for path, offset, _ in group) for group in coupled}
     out = []
     for index, group in enumerate(analysis.groups):
         if not group.prunable:
             continue
         need = np.zeros(group.width)
-        for bn, offset in group.members:
-            r = rho.get(bn.gamma.path, 0.0)
-            size = np.abs(now[bn.gamma.path][offset:offset + group.width])
+        for r, size, start in _shrinking(group, now, before, rho, joint):
             push = 0.0
-            if before is not None:
-                shrunk = (np.abs(before[bn.gamma.path][offset:offset + group.width]) - size) / steps
-                push = np.maximum(threshold * r - shrunk, 0.0)
+            if start is not None:
+                push = np.maximum(threshold * r - (start - size) / steps, 0.0)
             member = np.where(size > 0, (push + size / within) / (threshold * r), 0.0) \
                 if r > 0 else np.where(size > 0, np.inf, 0.0)
             need = np.maximum(need, member)
         out += [(n, index, c) for c, n in enumerate(need) if 0 < n < np.inf]
     return sorted(out)
+
+
+def _shrinking(group, now, before, rho, joint):
+    """[(rho, size now, size before or None)] of what the threshold shrinks in `group`: each
+    member's |gamma|, or the members' norm when the optimizer thresholds them as one."""
+    members = [(bn.gamma.path, offset) for bn, offset in group.members]
+    def size(gammas, path, offset):
+        return np.abs(gammas[path][offset:offset + group.width])
+    if frozenset(members) in joint:
+        def norm(gammas):
+            return np.sqrt(sum(size(gammas, p, o) ** 2 for p, o in members))
+        return [(sum(rho.get(p, 0.0) for p, _ in members), norm(now),
+                 None if before is None else norm(before))]
+    return [(rho.get(p, 0.0), size(now, p, o), None if before is None else size(before, p, o))
+            for p, o in members]
 
 
 def _with(analysis, gammas, channels, value):
@@ -355,7 +371,7 @@ class Budget(keras.callbacks.Callback):
         if last is not None and last[0] < step:
             steps, before, applied = step - last[0], last[1], last[2]
         needs = _needed_scales(self._analysis, gammas, before, steps, applied,
-                               self.optimizer.penalties, within)
+                               self.optimizer.penalties, within, self.optimizer.coupled)
         needed = self._fewest(gammas, needs)
         if needed is None:
             return line
