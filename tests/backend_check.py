@@ -5,7 +5,8 @@ run by tests/test_backends.py with KERAS_BACKEND set, or by hand:
     KERAS_BACKEND=torch python tests/backend_check.py load DIR small mobilenet_v2
 
 `train`: build each model, give it the weights in `DIR/<model>.inputs.npz` (made with NumPy by
-the test, the same for every backend), then `explain`, `penalties`, ISTA through `compile` /
+the test, the same for every backend), then `explain`, `penalties`, ISTA (with `coupled` groups
+for the small model) through `compile` /
 `fit` on the batches there with the `MovingAverage` callback, `compress`, and save
 `<model>.<backend>.keras`; writes `<model>.<backend>.npz` (gammas, averages, the compressed
 model's outputs and widths, whether TensorFlow was imported). `load`: load every `.keras` file
@@ -89,8 +90,11 @@ def _train(name, prefix):
     explanation = pruning.explain(model)
     rho = pruning.penalties(model)
     seconds["explain, penalties"], start = time.time() - start, time.time()
+    # The residual block's three batch norms thresholded as one (`coupled`), the others alone.
+    coupled = pruning.coupled(model, rho) if bool(data["coupled"]) else None
     model.compile(optimizer=pruning.ISTA(float(data["learning_rate"]),
-                                         l1_penalty=float(data["l1_penalty"]), penalties=rho),
+                                         l1_penalty=float(data["l1_penalty"]), penalties=rho,
+                                         coupled=coupled),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     average = pruning.MovingAverage()
     model.fit(data["images"], data["labels"], batch_size=int(data["batch_size"]), epochs=1,

@@ -145,10 +145,11 @@ class ISTA(keras.optimizers.SGD):
         if rho and self.l1_penalty:
             threshold = self._threshold(learning_rate, rho, variable.dtype)
             value = ops.sign(variable) * ops.maximum(ops.abs(variable) - threshold, 0.0)
+            stepped = ops.convert_to_tensor(variable)  # JAX's where takes no Keras variable
             if self._alone[index] is not None:
-                value = ops.where(self._alone[index], value, variable)
+                value = ops.where(self._alone[index], value, stepped)
             if self.adaptive:
-                held = ops.where(self._held[index] > 0, ops.zeros_like(variable), variable)
+                held = ops.where(self._held[index] > 0, ops.zeros_like(stepped), stepped)
                 value = ops.where(self.zeros_held_since >= 0, held, value)
             self.assign(variable, value)
         if index == self._joint_at and self.l1_penalty:
