@@ -110,6 +110,7 @@ class Trainer:
         self.manager = stages.checkpoint_manager(self.checkpoint, self.workdir.path)
         self._run = None
         self._dataset = self._iterator = None
+        self._restored = None  # (path, step) of the checkpoint restore() resumed from
 
     @property
     def step(self):
@@ -119,6 +120,7 @@ class Trainer:
         """Resume from the newest checkpoint in train_dir, if any; returns its path or None.
         Every worker of a cluster must resume from the same one (DistributionError if not)."""
         path = self._restore_newest()
+        self._restored = (path, self.step) if path else None
         distribute.check_same_step(self.strategy, self.step)
         return path
 
@@ -162,6 +164,10 @@ class Trainer:
     def save(self):
         """Save a checkpoint of the current step; a failed write (e.g. a full disk) is a
         storage.WriteError, and the checkpoints saved before stay usable."""
+        if self._restored is not None and self._restored[1] == self.step:
+            # Nothing trained since the restore: saving again would hand the file to the
+            # manager, which deletes it five saves later, also a stage's preserved model.ckpt-0.
+            return self._restored[0]
         previous = self.manager.latest_checkpoint
         intact = ("The last checkpoint, %s, is intact: rerun the same command to resume from "
                   "it once the problem is fixed." % previous) if previous else (

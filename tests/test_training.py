@@ -228,6 +228,8 @@ def test_compressed_starting_checkpoint_is_kept(tmp_path):
 
     later, _ = _trainer(stage1, l1=0.01, spec=stages.read_architecture(stage1))
     assert later.restore() == start
+    # Interrupted before its first step, the stage saves: model.ckpt-0 must stay preserved.
+    assert later.save() == start
     for steps in range(1, 8):  # seven saves: five are kept, plus model.ckpt-0
         later.fit(_dataset(), steps, 1, 8)
     names = sorted(os.path.basename(p)[:-len(".index")] for p in tf.io.gfile.glob(
