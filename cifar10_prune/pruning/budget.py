@@ -33,11 +33,11 @@ from the last interval, the push is the threshold that was applied minus the shr
 seen. For |gamma| to reach zero within `aim` of the steps left until `max_steps`, the threshold
 must beat the push by |gamma| / (aim * steps left) per step; a channel needs the largest such
 lambda of its group's members (it goes only when all are zero; for a group the optimizer
-thresholds as one, `ISTA(coupled=...)`, the members' norm with their rho summed). The fewest channels needing the
-least lambda whose removal would meet the target are found (by counting, as `estimate` does),
-and lambda is raised to what the most demanding of them needs (at most `max_scale` times the
-initial lambda; never lowered). At the first check no push is known yet and the threshold alone
-is assumed. Past `max_steps` (the step by which the budget should be met) and not met yet, it
+thresholds as one, `ISTA(coupled=...)`, the members' norm with their rho summed). The fewest
+channels needing the least lambda whose removal would meet the target are found (by counting,
+as `estimate` does), and lambda is raised to what the most demanding of them needs (at most
+`max_scale` times the initial lambda; never lowered). At the first check no push is known yet
+and the threshold alone is assumed. Past `max_steps` (the step by which the budget should be met) and not met yet, it
 aims at the next check.
 
 The push is what makes the rule work: gammas shrink quickly and then settle just above zero,
