@@ -20,9 +20,10 @@ EVALS = {2: (177164, 0.9116, 0.2654), 3: (177164, 0.9060, 0.3259)}
 
 
 def applies(model, rows):
-    """True when `rows` (report.collect) are resnet20 stages run with the published schedule."""
+    """True when `rows` (report.collect) are resnet20 stages run with the published schedule,
+    stage 1 at least finished: a run that spans sessions is compared as far as it has come."""
     schedule = tuple((r["l1_penalty"], r["steps"], r["learning_rate"]) for r in rows)
-    return model == "resnet20" and schedule == SCHEDULE
+    return model == "resnet20" and len(rows) >= 2 and schedule == SCHEDULE[:len(rows)]
 
 
 def stage1_points():

@@ -159,6 +159,24 @@ def _table(rows, title):
     return lines
 
 
+def _versus(rows, baseline):
+    """The pruned-vs-dense line, for the last stage both runs have finished: while one run is
+    ahead of the other (runs that span sessions), its newer stages are not set against older
+    ones of the other."""
+    dense = {r["stage"]: r for r in baseline}
+    a = next((r for r in reversed(rows) if r["stage"] in dense), None)
+    b = dense[a["stage"]] if a else None
+    if a is None or a["precision_at_1"] is None or b["precision_at_1"] is None:
+        return []
+    when = "" if a is rows[-1] and b is baseline[-1] else (
+        ", both after stage %d (the last stage both have finished)" % a["stage"])
+    return ["", "Pruned vs dense baseline%s: %.1f%% of the parameters, %.1f%% of the conv "
+            "multiply-adds, precision @ 1 %+.2f points (%.4f vs %.4f)."
+            % (when, 100.0 * a["total_params"] / b["total_params"], 100.0 * a["flops"] / b["flops"],
+               100.0 * (a["precision_at_1"] - b["precision_at_1"]),
+               a["precision_at_1"], b["precision_at_1"])]
+
+
 def markdown(rows, speed=None, baseline=None):
     """The report's text: the run's table, the baseline's, the comparison and the speeds."""
     lines = _table(rows, "Pruned run")
@@ -182,13 +200,7 @@ def markdown(rows, speed=None, baseline=None):
             lines += ["", "(" + "; ".join(notes) + ")"]
     if baseline:
         lines += [""] + _table(baseline, "Dense baseline (same schedule, l1_penalty 0)")
-        a, b = rows[-1], baseline[-1]
-        if a["precision_at_1"] is not None and b["precision_at_1"] is not None:
-            lines += ["", "Pruned vs dense baseline: %.1f%% of the parameters, %.1f%% of the conv "
-                      "multiply-adds, precision @ 1 %+.2f points (%.4f vs %.4f)."
-                      % (100.0 * a["total_params"] / b["total_params"], 100.0 * a["flops"] / b["flops"],
-                         100.0 * (a["precision_at_1"] - b["precision_at_1"]),
-                         a["precision_at_1"], b["precision_at_1"])]
+        lines += _versus(rows, baseline)
     if speed:
         lines += ["", "| SavedModel | images/s (batch 125) |", "|---|---|"]
         lines += ["| %s | %.0f |" % kv for kv in speed.items()]

@@ -1,4 +1,7 @@
-"""The report's comparison with the original's published run (cifar10_prune.published)."""
+"""The report's comparisons: with the original's published run (cifar10_prune.published) and with
+the dense baseline."""
+import re
+
 from cifar10_prune import published, report
 
 
@@ -21,7 +24,9 @@ def test_only_the_published_resnet20_schedule_is_compared():
     assert not published.applies("cnn4", _rows(full))
     scaled = [(l1, steps // 10, lr) for l1, steps, lr in full]  # --steps_scale 0.1
     assert not published.applies("resnet20", _rows(scaled))
-    assert not published.applies("resnet20", _rows(full)[:2])  # stage 2 not finished
+    assert published.applies("resnet20", _rows(full)[:2])  # stage 2 not finished: so far
+    assert not published.applies("resnet20", _rows(full)[:1])  # nothing the README shows yet
+    assert not published.applies("resnet20", _rows([full[0], full[2]]))
 
 
 def test_comparison_puts_each_run_in_its_column():
@@ -58,3 +63,30 @@ def test_readme_points_sit_where_the_report_places_stage_1():
     frame = report.charts.line_frame("t", "x", "y", {"run": [(0, 0.0), (1, 1.0)],
                                                      "readme": points["fake_sparsity"]})
     assert frame.svg().count("<polyline") == 2
+
+
+def _versus_cells(text):
+    line = next(l for l in text.splitlines() if l.startswith("Pruned vs dense baseline"))
+    return line, [float(x) for x in re.findall(r"[-+]?\d+\.\d+", line.split(":", 1)[1])]
+
+
+def test_pruned_vs_dense_compares_the_last_stage_both_finished():
+    full = [(0.001, 30000, 0.1), (0.005, 50000, 0.1), (0.0, 50000, 0.01)]
+    run = _rows(full, params=(281012, 201144, 201144), precision=(0.867, 0.8721, 0.9))
+    dense = _rows([(0.0, s, lr) for _, s, lr in full], params=(281304,) * 3,
+                  precision=(0.8653, 0.88, 0.91))
+    for rows in (run, dense):
+        for r in rows:
+            r.update(flops=r["total_params"] * 150.0, widths={"c": 1}, fake_sparsity=0.0,
+                     recalibrated_bn=False,
+                     absorbed=True)
+    # The dense baseline is one stage behind: the pruned run's stage 1 goes against its stage 1.
+    line, numbers = _versus_cells(report.markdown(run[:2], baseline=dense[:1] + [dense[1]]))
+    assert "after stage" not in line
+    line, numbers = _versus_cells(report.markdown(run[:2], baseline=dense[:1]))
+    assert "after stage 0" in line
+    assert numbers == [round(100.0 * 281012 / 281304, 1), round(100.0 * 281012 / 281304, 1),
+                       round(100 * (0.867 - 0.8653), 2), 0.867, 0.8653]
+    # The pruned run behind: its stage 1 against the baseline's stage 1, not stage 2.
+    line, numbers = _versus_cells(report.markdown(run[:2], baseline=dense))
+    assert "after stage 1" in line and numbers[-2:] == [0.8721, 0.88]
