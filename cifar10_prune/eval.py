@@ -14,7 +14,7 @@ import os
 import tensorflow as tf
 from absl import flags
 
-from cifar10_prune import cli, costs, data, evaluation, stages, summaries
+from cifar10_prune import cli, costs, data, evaluation, seeding, stages, summaries
 from cifar10_prune.flags.eval import define_eval_flags
 from cifar10_prune.recalibrate import recalibrate_bn
 from cifar10_prune.spec import width_table
@@ -50,8 +50,9 @@ def main(argv):
                                    FLAGS.num_examples, source=FLAGS.dataset_source)
     train_dataset = None  # only for --recalibrate_bn; made once, also when watching
     if FLAGS.recalibrate_bn:
+        seed = seeding.derive(FLAGS.seed, FLAGS.checkpoint_version)
         train_dataset = data.train_dataset(FLAGS.data_dir, FLAGS.batch_size,
-                                           source=FLAGS.dataset_source)
+                                           source=FLAGS.dataset_source, seed=seed)
     writers = []
 
     def writer():  # made when there is a result to write: a failed eval leaves no events file
@@ -66,7 +67,8 @@ def main(argv):
     # Like the original's loop, but each checkpoint is evaluated once, when it appears.
     print("watching %s for checkpoints every %d s (Ctrl-C stops)"
           % (directory, FLAGS.eval_interval_secs), flush=True)
-    for path in tf.train.checkpoints_iterator(directory, min_interval_secs=FLAGS.eval_interval_secs):
+    for path in tf.train.checkpoints_iterator(directory,
+                                              min_interval_secs=FLAGS.eval_interval_secs):
         evaluate_checkpoint(spec, path, dataset, train_dataset, writer)
 
 

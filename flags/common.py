@@ -42,3 +42,9 @@ def define_checkpoint_source(fv, checkpoint_version):
     flags.DEFINE_boolean("is_compressed", True,
                          "Build the model from the stage's architecture.json (true) or as the "
                          "dense --model (false).", flag_values=fv)
+
+
+def define_seed(fv, purpose):
+    """--seed (not in the original); `purpose` says what it seeds in this command."""
+    flags.DEFINE_integer("seed", None, "Seed of %s (not in the original). Unset: every run draws "
+                         "its own, as the original." % purpose, lower_bound=0, flag_values=fv)

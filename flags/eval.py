@@ -1,7 +1,7 @@
 """Flags of `python -m cifar10_prune.eval` (the original cifar10_eval.py)."""
 from absl import flags
 
-from cifar10_prune.flags.common import define_checkpoint_source, define_common
+from cifar10_prune.flags.common import define_checkpoint_source, define_common, define_seed
 
 
 def define_eval_flags(fv=flags.FLAGS):
@@ -16,3 +16,5 @@ def define_eval_flags(fv=flags.FLAGS):
     flags.DEFINE_boolean("run_once", True, "Whether to run eval only once.", flag_values=fv)
     flags.DEFINE_integer("eval_interval_secs", 300, "How often to run the eval.", lower_bound=0,
                          flag_values=fv)
+    define_seed(fv, "the training batches --recalibrate_bn draws: the same seed re-estimates the "
+                "same statistics, so an eval repeats to the digit")

@@ -2,7 +2,7 @@
 from absl import flags
 
 from cifar10_prune.distribute import STRATEGIES
-from cifar10_prune.flags.common import define_common
+from cifar10_prune.flags.common import define_common, define_seed
 
 
 def define_train_flags(fv=flags.FLAGS):
@@ -41,11 +41,8 @@ def define_train_flags(fv=flags.FLAGS):
                        "1.0 = off.", flag_values=fv)
     flags.register_validator("gamma_rescale", lambda v: v > 0,
                              message="--gamma_rescale must be > 0 (1.0 = off)", flag_values=fv)
-    flags.DEFINE_integer("seed", None,
-                         "Seed of weight initialization, data order and augmentation (not in "
-                         "the original): the same seed on the same machine repeats a stage. "
-                         "Unset: every run draws its own, as the original.",
-                         lower_bound=0, flag_values=fv)
+    define_seed(fv, "weight initialization, data order and augmentation: the same seed on the "
+                "same machine repeats a stage")
     flags.DEFINE_integer("save_checkpoint_secs", 600,
                          "Also save a checkpoint this often (the original's default).",
                          lower_bound=1, flag_values=fv)

@@ -54,6 +54,16 @@ def test_resnet20_train_eval_resume(tiny_data, tmp_path):
     assert json.load(open(base + "_1/architecture.json"))["source"].endswith("model.ckpt-6")
 
 
+def test_eval_seed_repeats_the_batch_norm_re_estimation(tiny_data, tmp_path):
+    base = str(tmp_path / "train")
+    train(tiny_data, base, "--max_steps", 3)
+    again = ["--checkpoint_version", 1, "--recalibrate_bn", 2]
+    first, same = (results(evaluate(tiny_data, base, *again, "--seed", 5)) for _ in range(2))
+    other = results(evaluate(tiny_data, base, *again, "--seed", 6))
+    assert first == same  # the same batches drawn: the same statistics, to the digit
+    assert other[2] != first[2]  # other batches, other statistics: the seed is what decides
+
+
 def test_cnn4_dense_count(tiny_data, tmp_path):
     base = str(tmp_path / "cnn4")
     out = train(tiny_data, base, "--model", "cnn4", "--max_steps", 1, "--squeeze_model=false").stdout
