@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# On a new machine, for the slots of issue 17 that name a COMMIT<N> file (19: F, G2; 20: H;
-# 21: I; 22: J; 23: K, L): install the package at that commit into ~/env<N>/venv (outside
+# On a new machine, for the slots that name a COMMIT<N> file (19: F, G2; 20: H;
+# 21: I; 22: J; 23: K, L, M; 24: N): install the package at that commit into ~/env<N>/venv (outside
 # this folder, so run_state.py leaves it out). The venv sees the system's TensorFlow
 # (--system-site-packages): no second copy to download.
 #   ./setup_env.sh N REPO
