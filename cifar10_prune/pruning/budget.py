@@ -37,8 +37,8 @@ thresholds as one, `ISTA(coupled=...)`, the members' norm with their rho summed)
 channels needing the least lambda whose removal would meet the target are found (by counting,
 as `estimate` does), and lambda is raised to what the most demanding of them needs (at most
 `max_scale` times the initial lambda; never lowered). At the first check no push is known yet
-and the threshold alone is assumed. Past `max_steps` (the step by which the budget should be met) and not met yet, it
-aims at the next check.
+and the threshold alone is assumed. Past `max_steps` (the step by which the budget should be
+met) and not met yet, it aims at the next check.
 
 The push is what makes the rule work: gammas shrink quickly and then settle just above zero,
 where the gradient balances the threshold, and the two rules blind to it that came first missed
