@@ -6,7 +6,9 @@ reads the results.json that `python -m cifar10_prune.report` (the end of run_exp
 wrote in each directory and prints, per stage, mean +- std (sample standard deviation, n - 1)
 and min / max of total params, conv multiply-adds, precision @ 1 and test loss; with baselines,
 also those of the pruned-minus-dense difference of the last stage, run i paired with baseline i
-(give them in the same seed order).
+(give them in the same seed order). Without --baseline_dirs, runs made with
+`run_experiments.sh --baseline` bring their own: the dense rows its report keeps in the same
+results.json.
 """
 from cifar10_prune import console
 
@@ -26,14 +28,26 @@ METRICS = (("total_params", "total params", "%.0f"), ("flops", "conv multiply-ad
            ("precision_at_1", "precision @ 1", "%.4f"), ("test_loss", "test loss", "%.4f"))
 
 
-def read_rows(train_dir):
-    """The stage rows of train_dir/results.json."""
+def read_results(train_dir):
+    """train_dir/results.json: {"stages": rows, "baseline": rows or None, ...}."""
     path = os.path.join(train_dir, "results.json")
     if not os.path.exists(path):
         raise StageError("%s has no results.json: run run_experiments.sh there (or python -m "
                          "cifar10_prune.report --train_dir %s) first" % (train_dir, train_dir))
     with open(path) as f:
-        return json.load(f)["stages"]
+        return json.load(f)
+
+
+def read_rows(train_dir):
+    """The stage rows of train_dir/results.json."""
+    return read_results(train_dir)["stages"]
+
+
+def own_baselines(train_dirs):
+    """The dense rows `run_experiments.sh --baseline` kept next to each run's, or None unless
+    every run has them (a mix would pair runs with the wrong baselines)."""
+    rows = [read_results(d).get("baseline") for d in train_dirs]
+    return rows if all(rows) else None
 
 
 def stats(values):
@@ -100,10 +114,13 @@ def main(argv):
     runs = [read_rows(d) for d in fv.train_dirs]
     lines = markdown("Pruned runs", summarize(runs))
     result = {"runs": fv.train_dirs, "pruned": summarize(runs)}
-    if fv.baseline_dirs:
-        baselines = [read_rows(d) for d in fv.baseline_dirs]
+    baselines = ([read_rows(d) for d in fv.baseline_dirs] if fv.baseline_dirs
+                 else own_baselines(fv.train_dirs))
+    if baselines:
         diff = differences(runs, baselines)
-        result.update(baselines=fv.baseline_dirs, dense=summarize(baselines), difference=diff)
+        result.update(baselines=fv.baseline_dirs or [os.path.join(d, "baseline")
+                                                     for d in fv.train_dirs],
+                      dense=summarize(baselines), difference=diff)
         lines += [""] + markdown("Dense baselines", result["dense"])
         lines += ["", "Last stage, pruned minus dense (run i against baseline i): " + "; ".join(
             "%s %s" % (name, _cell(diff[key], pattern)) for key, name, pattern in METRICS)]

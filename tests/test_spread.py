@@ -7,12 +7,16 @@ import numpy as np
 from conftest import one_error_line, run_cli
 
 
-def write_run(directory, rng, stages=3):
-    rows = [{"stage": s, "version": s + 1, "total_params": int(rng.integers(150000, 281304)),
+def random_rows(rng, stages=3):
+    return [{"stage": s, "version": s + 1, "total_params": int(rng.integers(150000, 281304)),
              "flops": float(rng.integers(20e6, 41.6e6)), "precision_at_1": float(rng.uniform(.8, .9)),
              "test_loss": float(rng.uniform(.3, .6))} for s in range(stages)]
+
+
+def write_run(directory, rng, stages=3, baseline=None):
+    rows = random_rows(rng, stages)
     directory.mkdir()
-    (directory / "results.json").write_text(json.dumps({"stages": rows, "baseline": None}))
+    (directory / "results.json").write_text(json.dumps({"stages": rows, "baseline": baseline}))
     return rows
 
 
@@ -49,3 +53,24 @@ def test_spread_refuses_unpaired_or_missing_runs(tmp_path):
     one_error_line(proc, "1 runs but 2 baselines")
     proc = run_cli("spread", "--train_dirs", tmp_path / "nothing", check=False)
     one_error_line(proc, "has no results.json")
+
+
+def test_spread_pairs_each_run_with_the_baseline_it_ran_with(tmp_path):
+    """run_experiments.sh --baseline keeps the dense rows in the run's own results.json."""
+    rng = np.random.default_rng(2)
+    dense = [random_rows(rng) for _ in range(3)]
+    runs = [write_run(tmp_path / ("p%d" % i), rng, baseline=dense[i]) for i in range(3)]
+    run_cli("spread", "--train_dirs", ",".join(str(tmp_path / ("p%d" % i)) for i in range(3)),
+            "--out", tmp_path / "spread")
+    result = json.load(open(tmp_path / "spread.json"))
+    diff = np.array([r[-1]["precision_at_1"] - d[-1]["precision_at_1"] for r, d in zip(runs, dense)])
+    got = result["difference"]["precision_at_1"]
+    np.testing.assert_allclose([got["mean"], got["std"], got["min"], got["max"]],
+                               [diff.mean(), diff.std(ddof=1), diff.min(), diff.max()])
+    loss = np.array([d[1]["test_loss"] for d in dense])
+    np.testing.assert_allclose(result["dense"][1]["test_loss"]["mean"], loss.mean())
+    # One run without a baseline: no pairing at all rather than a shifted one.
+    write_run(tmp_path / "p3", rng)
+    run_cli("spread", "--train_dirs", ",".join(str(tmp_path / ("p%d" % i)) for i in range(4)),
+            "--out", tmp_path / "mixed")
+    assert "difference" not in json.load(open(tmp_path / "mixed.json"))
