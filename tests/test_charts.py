@@ -11,7 +11,7 @@ from cifar10_prune import charts
 
 SVG = "{http://www.w3.org/2000/svg}"
 
-# The quick start's first run (README) and the 10%-scale reproduction (docs/reproduction.md):
+# The quick start's first run (docs/quick_start.md) and the 10%-scale reproduction (docs/reproduction.md):
 # the data the charts of docs/ are drawn from.
 RESNET20 = {u: w for g, w in (("g1", 16), ("g2", 32), ("g3", 64)) for u in
             ("%sb0c0" % g, "%sb1c0" % g, "%sb2c0" % g)}
