@@ -39,35 +39,49 @@ def _at(scalars, tag, step):
     return values.get(step)
 
 
+# Per stage, the rows of the comparison: (label of stage %d, row key, format, scale).
+STAGE_ROWS = (("total params after stage %d", "total_params", "%d", 1),
+              ("conv multiply-adds (M) after stage %d", "flops", "%.2f", 1e-6),
+              ("fake sparsity at the end of stage %d", "fake_sparsity", "%.2f", 1),
+              ("precision @ 1 after stage %d", "precision_at_1", "%.4f", 1),
+              ("test loss after stage %d", "test_loss", "%.4f", 1))
+
+
+def _readme(version, key):
+    """The README's value of `key` after checkpoint version `version`, or None."""
+    if version not in EVALS:
+        return None
+    params, precision, loss = EVALS[version]
+    return {"total_params": params, "precision_at_1": precision, "test_loss": loss}.get(key)
+
+
 def comparison(rows, stage1_scalars, baseline=None):
-    """Markdown lines: the README's numbers beside this run's (and its dense baseline's).
+    """Markdown lines: the README's numbers beside this run's (and its dense baseline's), stage
+    by stage, with the README's logged step of stage 1 where it falls.
 
     `rows`/`baseline` are report.collect rows; `stage1_scalars` the training summaries of the
-    run's stage 1 ({tag: [(step, value)]}), read at the README's first logged step.
+    run's stage 1 ({tag: [(step, value)]}), read at the README's first logged step. A value the
+    README does not give, or a stage not finished yet, shows as "-".
     """
-    def fmt(value, pattern):
-        return "-" if value is None else pattern % value
+    def fmt(value, pattern, scale=1):
+        return "-" if value is None else pattern % (value * scale)
 
-    def evals(stage_rows, version, key):
-        row = next((r for r in stage_rows or () if r["version"] == version), None)
-        return None if row is None else row[key]
+    def stage_value(stage_rows, stage, key):
+        row = next((r for r in stage_rows or () if r["stage"] == stage), None)
+        return None if row is None else row.get(key)
 
     lines = ["Against the original's README (its published resnet20 run):", "",
              "| | original's README | this run | dense baseline |", "|---|---|---|---|"]
-    at = FIRST_LOGGED
-    lines.append("| fake sparsity at step %d of stage 1 | %.2f | %s | - |" % (
-        at, STAGE1_LOG[at][2], fmt(_at(stage1_scalars, "fake_sparsity", at), "%.2f")))
-    lines.append("| group lasso at step %d of stage 1 | %.2f | %s | - |" % (
-        at, STAGE1_LOG[at][1], fmt(_at(stage1_scalars, "group_lasso", at), "%.2f")))
-    for version, (params, precision, loss) in sorted(EVALS.items()):
-        stage = version - 1
-        lines.append("| total params after stage %d | %d | %s | %s |" % (
-            stage, params, fmt(evals(rows, version, "total_params"), "%d"),
-            fmt(evals(baseline, version, "total_params"), "%d")))
-        lines.append("| precision @ 1 after stage %d | %.4f | %s | %s |" % (
-            stage, precision, fmt(evals(rows, version, "precision_at_1"), "%.4f"),
-            fmt(evals(baseline, version, "precision_at_1"), "%.4f")))
-        lines.append("| test loss after stage %d | %.4f | %s | %s |" % (
-            stage, loss, fmt(evals(rows, version, "test_loss"), "%.4f"),
-            fmt(evals(baseline, version, "test_loss"), "%.4f")))
+    for stage in range(len(SCHEDULE)):
+        if stage == 1:
+            at = FIRST_LOGGED
+            for tag, name, index in (("fake_sparsity", "fake sparsity", 2),
+                                     ("group_lasso", "group lasso", 1)):
+                lines.append("| %s at step %d of stage 1 | %.2f | %s | - |" % (
+                    name, at, STAGE1_LOG[at][index], fmt(_at(stage1_scalars, tag, at), "%.2f")))
+        for label, key, pattern, scale in STAGE_ROWS:
+            lines.append("| %s | %s | %s | %s |" % (
+                label % stage, fmt(_readme(stage + 1, key), pattern, scale),
+                fmt(stage_value(rows, stage, key), pattern, scale),
+                fmt(stage_value(baseline, stage, key), pattern, scale)))
     return lines

@@ -8,7 +8,8 @@ from cifar10_prune import published, report
 def _rows(schedule, params=(281304, 200000, 200000), precision=(0.7, 0.88, 0.9)):
     return [{"stage": i, "version": i + 1, "l1_penalty": l1, "steps": steps,
              "learning_rate": lr, "total_params": params[i], "precision_at_1": precision[i],
-             "test_loss": 1.0 - precision[i]}
+             "test_loss": 1.0 - precision[i], "flops": params[i] * 148.0,
+             "fake_sparsity": 0.1 * i if l1 else 0.0}
             for i, (l1, steps, lr) in enumerate(schedule)]
 
 
@@ -47,10 +48,21 @@ def test_comparison_puts_each_run_in_its_column():
     assert _cells(lines, "total params after stage 2")[1:] == [str(params), "180001", "281304"]
     assert _cells(lines, "precision @ 1 after stage 1")[2:] == ["0.9012", "0.9111"]
     assert _cells(lines, "precision @ 1 after stage 2")[1:] == ["%.4f" % precision, "0.9034", "0.9222"]
+    # What the README does not give (stage 0, multiply-adds, fake sparsity at a stage's end)
+    # stays empty in its column, and this run's values are still shown, in millions for MACs.
+    assert _cells(lines, "precision @ 1 after stage 0")[1:] == ["-", "0.8000", "0.8100"]
+    assert _cells(lines, "conv multiply-adds (M) after stage 1")[1:] == [
+        "-", "%.2f" % (180001 * 148.0 / 1e6), "%.2f" % (281304 * 148.0 / 1e6)]
+    assert _cells(lines, "fake sparsity at the end of stage 1")[1:] == ["-", "0.10", "0.00"]
+    # In the order a run goes: stage 0, the README's logged step of stage 1, stage 1's end.
+    labels = [l.split("|")[1].strip() for l in lines if l.startswith("| ") and "README" not in l]
+    assert labels.index("test loss after stage 0") < labels.index(
+        "fake sparsity at step %d of stage 1" % step) < labels.index("total params after stage 1")
     # Without a baseline or the logged step, those cells say so instead of inventing a value.
-    bare = published.comparison(run, {}, None)
+    bare = published.comparison(run[:2], {}, None)
     assert _cells(bare, "fake sparsity at step")[2] == "-"
-    assert _cells(bare, "precision @ 1 after stage 2")[3] == "-"
+    assert _cells(bare, "precision @ 1 after stage 1")[3] == "-"
+    assert _cells(bare, "precision @ 1 after stage 2")[1:] == ["%.4f" % precision, "-", "-"]
 
 
 def test_readme_points_sit_where_the_report_places_stage_1():
