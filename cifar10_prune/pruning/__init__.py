@@ -13,16 +13,17 @@ Modules: `groups` (which channels go together, from the graph), `readers` (reade
 constant channels leave the convs reading them, the tensor keeps them), `explanation`
 (`explain`), `rho` (the penalty weights), `ista` (the optimizer, `coupled`, the sparsity metrics),
 `compression` (`plan`, `compress`), `constants` (which channels are constant, and their values),
-`borders` (the ones channels that make the fold exact at zero-padded borders), `budget`
-(`estimate`: the costs the current zeros would leave; `Budget`: a callback adapting lambda until
-they meet a target), `ema` (the
-TF1-style weight averages, and the `MovingAverage` callback), `layers` (`EmptyConv2D`).
+`borders` (the ones channels that make the fold exact at zero-padded borders), `counting`
+(`estimate`: the costs the current zeros would leave), `budget` (`Budget`: a callback adapting
+lambda until they meet a target), `ema` (the TF1-style weight averages, and the `MovingAverage`
+callback), `layers` (`EmptyConv2D`).
 This package never imports the CIFAR-10 recipe around it (a test checks); the recipe is one of
 its users. Nor does it import TensorFlow: it runs on every Keras 3 backend (TensorFlow, JAX,
 PyTorch; tests/test_backends.py).
 """
-from cifar10_prune.pruning.budget import Budget, Costs, estimate
+from cifar10_prune.pruning.budget import Budget
 from cifar10_prune.pruning.compression import Plan, compress, copy_weights, plan
+from cifar10_prune.pruning.counting import Costs, estimate
 from cifar10_prune.pruning.ema import ExponentialMovingAverage, MovingAverage
 from cifar10_prune.pruning.explanation import explain
 from cifar10_prune.pruning.groups import Analysis, Group, analyze, find_groups

@@ -1,19 +1,6 @@
-"""Prune to a budget: what the current zeros would leave of a model's multiply-adds and
-parameters (`estimate`), and a Keras callback that adapts lambda during the sparsifying training
-until they are at most a given fraction of the dense model's (`Budget`).
-
-The cost of the narrower model is counted from the graph, without building it: in every prunable
-group (`groups.find_groups`) the channels whose gamma is exactly zero in every member go from
-the producing layers, the members and the group's per-channel layers, and as input channels of
-its readers, as `compress` removes them. Multiply-adds are those of the Conv2D, DepthwiseConv2D
-and Dense layers for one input (H_out * W_out * k_h * k_w * C_in / groups * C_out); parameters
-are every variable of the model, trainable or not, as `compress` would slice it. Reader-side
-removals (`readers`) and the ones channels of exact borders are not counted, so the estimate
-never promises more than the groups give. With `multiple` > 1 the pruned widths are counted
-rounded up to a multiple of it, as CPUs compute channels in vector-wide blocks (oneDNN's float32
-convolutions on AVX-512 in blocks of 16: a conv narrowed from 16 to 10 outputs costs what the
-dense one costs, benchmarks/README.md); the widths nothing prunes (an image's 3 channels, the
-classes) are counted as they are.
+"""Prune to a budget: a Keras callback that adapts lambda during the sparsifying training
+until the channels whose gammas are zero leave at most a given fraction of the dense model's
+multiply-adds or parameters (`Budget`), counted as `estimate` counts them.
 
 The controller (`Budget`): lambda is multiplied by the optimizer's `penalty_scale` (an `ISTA`
 made with `adaptive=True`). Every `check_every` steps the callback computes the fraction the
@@ -44,168 +31,14 @@ The push is what makes the rule work: gammas shrink quickly and then settle just
 where the gradient balances the threshold, and the two rules blind to it that came first missed
 the quick start's budget (docs/quick_start.md).
 """
-import dataclasses
-import math
-
-import keras
 import numpy as np
+import keras
 from keras import ops
 
-from cifar10_prune.pruning.groups import L, analyze
-from cifar10_prune.pruning.layers import EmptyConv2D
+from cifar10_prune.pruning import counting
+from cifar10_prune.pruning.groups import analyze
 
 KINDS = {"macs": "multiply-adds", "params": "parameters"}
-
-
-@dataclasses.dataclass(frozen=True)
-class Costs:
-    """Multiply-adds per input (None when a spatial size is unknown) and parameters."""
-    macs: object
-    params: int
-
-    def get(self, kind):
-        return getattr(self, kind)
-
-
-def _group_zeros(analysis, gammas):
-    """[(group index, group, boolean mask of its channels zero in every member)] for the
-    prunable groups, given {gamma path: values}: the channels compression removes."""
-    out = []
-    for index, group in enumerate(analysis.groups):
-        if not group.prunable:
-            continue
-        zero = np.ones(group.width, bool)
-        for bn, offset in group.members:
-            zero &= gammas[bn.gamma.path][offset:offset + group.width] == 0
-        out.append((index, group, zero))
-    return out
-
-
-def _removed_gammas(analysis, gammas):
-    """{gamma path: boolean mask} of the members' entries whose channel compression removes."""
-    masks = {}
-    for _, group, zero in _group_zeros(analysis, gammas):
-        for bn, offset in group.members:
-            mask = masks.setdefault(bn.gamma.path, np.zeros(len(gammas[bn.gamma.path]), bool))
-            mask[offset:offset + group.width] |= zero
-    return masks
-
-
-def _kept_masks(analysis, gammas):
-    """(out_keep, in_keep): {layer name: boolean mask of the channels kept}, for the layers of
-    the prunable groups, given {gamma path: values}."""
-    out_keep, in_keep = {}, {}
-    for _, group, zero in _group_zeros(analysis, gammas):
-        for layer, offset in group.producers + group.members + group.channelwise:
-            mask = out_keep.setdefault(layer.name, np.ones(_width(layer), bool))
-            mask[offset:offset + group.width] &= ~zero
-        for layer, offset in group.readers:
-            mask = in_keep.setdefault(layer.name, np.ones(layer.input.shape[-1], bool))
-            mask[offset:offset + group.width] &= ~zero
-    return out_keep, in_keep
-
-
-def _width(layer):
-    if isinstance(layer, L.BatchNormalization):
-        return layer.moving_mean.shape[0]
-    return layer.output.shape[-1]
-
-
-def member_gammas(model):
-    """{gamma path: raw gamma as numpy} of the member batch norms of `model`'s prunable groups."""
-    return _gammas(analyze(model))
-
-
-def _gammas(analysis):
-    return {bn.gamma.path: ops.convert_to_numpy(bn.gamma)
-            for group in analysis.groups if group.prunable for bn, _ in group.members}
-
-
-def estimate(model, gammas=None, multiple=1):
-    """The `Costs` of the model that compressing `model` would give now: without the channels
-    whose gamma is exactly zero in every member of their group.
-
-    Args:
-      model: a functional Keras model.
-      gammas: optional {gamma path: values} to use instead of the raw gammas (e.g. with some
-        channels set to zero); paths not in it read the model's.
-      multiple: count the multiply-adds with every prunable layer's input and output widths
-        rounded up to a multiple of this (the blocks a CPU computes channels in, e.g. 16);
-        parameters are counted exactly.
-    """
-    values = member_gammas(model)
-    values.update(gammas or {})
-    return _costs(analyze(model), values, multiple)
-
-
-def _costs(analysis, gammas, multiple=1):
-    """The `Costs` left by the channels zero in every member, given {gamma path: values} for
-    every member of `analysis`'s prunable groups (multiply-adds with the pruned widths rounded
-    up to `multiple`)."""
-    out_keep, in_keep = _kept_masks(analysis, gammas)
-    macs, params = 0, 0
-    for node in analysis.nodes:
-        layer = node.operation
-        if not isinstance(layer, keras.layers.Layer):
-            continue
-        n_out = _count(out_keep, layer.name, node.outputs[0].shape[-1])
-        n_in = _count(in_keep, layer.name, node.input_tensors[0].shape[-1]) \
-            if node.input_tensors else 0
-        if macs is not None:
-            macs = _add(macs, _macs(layer, node,
-                                    _padded(in_keep, layer.name, n_in, multiple),
-                                    _padded(out_keep, layer.name, n_out, multiple)))
-        params += _params(layer, n_in, n_out)
-    return Costs(macs, params)
-
-
-def _count(masks, name, default):
-    mask = masks.get(name)
-    return default if mask is None else int(mask.sum())
-
-
-def _padded(masks, name, count, multiple):
-    """`count` channels of layer `name` rounded up to `multiple` if `masks` prunes them."""
-    return _round_up(count, multiple) if name in masks else count
-
-
-def _round_up(count, multiple):
-    return -(-count // multiple) * multiple
-
-
-def _add(total, term):
-    return None if term is None else total + term
-
-
-def _macs(layer, node, n_in, n_out):
-    """Multiply-adds of one call of `layer`, for one input; None when a size is unknown."""
-    if isinstance(layer, EmptyConv2D) or not isinstance(layer, (L.Conv2D, L.DepthwiseConv2D,
-                                                                L.Dense)):
-        return 0
-    spatial = node.outputs[0].shape[1:-1]
-    if any(d is None for d in spatial):
-        return None
-    pixels = math.prod(spatial)
-    if isinstance(layer, L.DepthwiseConv2D):
-        return pixels * math.prod(layer.kernel_size) * n_out  # one input channel per output
-    if isinstance(layer, L.Conv2D):
-        return pixels * math.prod(layer.kernel_size) * n_in // layer.groups * n_out
-    return pixels * n_in * n_out  # Dense on the last axis
-
-
-def _params(layer, n_in, n_out):
-    """Entries of `layer`'s variables once its input / output channels are n_in / n_out."""
-    total = 0
-    for var in layer.weights:
-        shape = list(var.shape)
-        if var.name == "kernel" and isinstance(layer, L.DepthwiseConv2D):
-            shape[-2] = n_out // layer.depth_multiplier
-        elif var.name == "kernel" and isinstance(layer, (L.Conv2D, L.Dense)):
-            shape[-2], shape[-1] = n_in // getattr(layer, "groups", 1), n_out
-        elif len(shape) == 1 and shape[0] == layer.output.shape[-1]:
-            shape[0] = n_out  # bias, or a batch norm's per-channel vectors
-        total += math.prod(shape)
-    return total
 
 
 def _needed_scales(analysis, now, before, steps, threshold, rho, within, coupled=()):
@@ -279,7 +112,7 @@ class Budget(keras.callbacks.Callback):
         parameters; at least one. Both: met when both are.
       dense: the dense model's `Costs` the fractions are of; by default the model's own when
         training begins (give it when training resumes a model already partly pruned, counted
-        with the same `channel_multiple`: `estimate(dense_model, multiple=...)`).
+        with the same `channel_multiple`: `pruning.estimate(dense_model, multiple=...)`).
       max_steps: the global step (`optimizer.iterations`) by which the target should be met;
         by default half-way through this `fit` (epochs x steps per epoch / 2). The steps after
         it train the slim channels, and leave the controller room to catch up if it is late
@@ -344,7 +177,7 @@ class Budget(keras.callbacks.Callback):
     def _fractions_of(self, gammas):
         """The fractions left by the channels zero in every member, given {gamma path: values}
         (multiply-adds counted in blocks of `channel_multiple`)."""
-        return self.fractions(_costs(self._analysis, gammas, self.multiple))
+        return self.fractions(counting.costs(self._analysis, gammas, self.multiple))
 
     def met(self, fractions):
         return all(fractions[k] <= t for k, t in self.targets.items())
@@ -355,7 +188,7 @@ class Budget(keras.callbacks.Callback):
         log line."""
         if self._analysis is None:
             self._analysis = analyze(self.model)
-        gammas = _gammas(self._analysis)
+        gammas = counting.gammas_of(self._analysis)
         self.fraction = self._fractions_of(gammas)
         now = self._describe(self.fraction)
         if self.met(self.fraction):
@@ -400,7 +233,7 @@ class Budget(keras.callbacks.Callback):
         freed = [c for c in channels if c not in held_set]
         kept = _with(self._analysis, gammas, freed, 1.0)
         self.fraction = self._fractions_of(kept)
-        self.optimizer.hold(step, _removed_gammas(self._analysis, kept))
+        self.optimizer.hold(step, counting.removed_gammas(self._analysis, kept))
         self._restart(freed)
         return ("budget met at step %d: the current zeros leave %s; the stage stops sparsifying "
                 "and trains on with %d of the %d channels they remove held at zero (those that "
@@ -435,12 +268,12 @@ class Budget(keras.callbacks.Callback):
         that save the most of the targets' costs each come first (a check can find more zeros
         than needed: the rest are freed to train again). Returns (the channels to hold, all the
         channels the zeros remove), as [(group index, channel)]."""
-        base = _costs(self._analysis, gammas)  # exact counts: with a multiple most save 0
-        channels = [(i, c) for i, _, zero in _group_zeros(self._analysis, gammas)
+        base = counting.costs(self._analysis, gammas)  # exact counts: with a multiple most save 0
+        channels = [(i, c) for i, _, zero in counting.zero_channels(self._analysis, gammas)
                     for c in np.flatnonzero(zero)]
 
         def saving(channel):
-            costs = _costs(self._analysis, _with(self._analysis, gammas, [channel], 1.0))
+            costs = counting.costs(self._analysis, _with(self._analysis, gammas, [channel], 1.0))
             return sum((costs.get(k) - base.get(k)) / self.dense.get(k) for k in self.targets)
 
         channels.sort(key=saving, reverse=True)
@@ -465,7 +298,7 @@ class Budget(keras.callbacks.Callback):
         trimmed = []
         for index, channels in by_group.items():
             width = self._analysis.groups[index].width
-            trimmed += channels[:width - min(width, _round_up(width - len(channels),
+            trimmed += channels[:width - min(width, counting.round_up(width - len(channels),
                                                               self.multiple))]
         return trimmed
 
@@ -535,7 +368,7 @@ class Budget(keras.callbacks.Callback):
             optimizer.build(self.model.trainable_variables)
         self.optimizer = optimizer
         if self.dense is None:
-            self.dense = estimate(self.model, multiple=self.multiple)
+            self.dense = counting.estimate(self.model, multiple=self.multiple)
         if "macs" in self.targets and (self.dense.macs is None or not self.dense.macs):
             raise ValueError("target_macs needs the multiply-adds of the model, which depend on "
                              "an input size this model does not know: build it with "
@@ -557,10 +390,11 @@ class Budget(keras.callbacks.Callback):
         if self.met_at is not None:
             return
         step = int(ops.convert_to_numpy(self.optimizer.iterations))
-        self.fraction = self.fractions(estimate(self.model, multiple=self.multiple))
+        self.fraction = self.fractions(counting.estimate(self.model, multiple=self.multiple))
         if self.met(self.fraction):  # at a last step no check saw
             self._analysis = self._analysis or analyze(self.model)
-            self.log(self._met(step, self._describe(self.fraction), _gammas(self._analysis)))
+            gammas = counting.gammas_of(self._analysis)
+            self.log(self._met(step, self._describe(self.fraction), gammas))
             return
         over = ", ".join("%.1f points above the target %.1f%%"
                          % (100 * (self.fraction[k] - t), 100 * t)
@@ -576,5 +410,5 @@ class Budget(keras.callbacks.Callback):
         if not due and self._watched is not None and step - self._watched < self.watch_every:
             return
         self._watched = step
-        if due or self.met(self._fractions_of(_gammas(self._analysis))):
+        if due or self.met(self._fractions_of(counting.gammas_of(self._analysis))):
             self.log(self.check(step))
