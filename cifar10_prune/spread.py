@@ -43,10 +43,11 @@ def read_rows(train_dir):
     return read_results(train_dir)["stages"]
 
 
-def own_baselines(train_dirs):
-    """The dense rows `run_experiments.sh --baseline` kept next to each run's, or None unless
-    every run has them (a mix would pair runs with the wrong baselines)."""
-    rows = [read_results(d).get("baseline") for d in train_dirs]
+def own_baselines(results):
+    """The dense rows `run_experiments.sh --baseline` kept next to each run's (`results`: the
+    runs' results.json), or None unless every run has them (a mix would pair runs with the
+    wrong baselines)."""
+    rows = [r.get("baseline") for r in results]
     return rows if all(rows) else None
 
 
@@ -111,16 +112,18 @@ def _runs(summary):
 def main(argv):
     del argv
     fv = flags.FLAGS
-    runs = [read_rows(d) for d in fv.train_dirs]
+    results = [read_results(d) for d in fv.train_dirs]
+    runs = [r["stages"] for r in results]
     lines = markdown("Pruned runs", summarize(runs))
     result = {"runs": fv.train_dirs, "pruned": summarize(runs)}
-    baselines = ([read_rows(d) for d in fv.baseline_dirs] if fv.baseline_dirs
-                 else own_baselines(fv.train_dirs))
+    if fv.baseline_dirs:
+        baselines, read_from = [read_rows(d) for d in fv.baseline_dirs], fv.baseline_dirs
+    else:
+        baselines, read_from = own_baselines(results), fv.train_dirs
     if baselines:
         diff = differences(runs, baselines)
-        result.update(baselines=fv.baseline_dirs or [os.path.join(d, "baseline")
-                                                     for d in fv.train_dirs],
-                      dense=summarize(baselines), difference=diff)
+        # "baselines": the directories whose results.json the dense rows were read from.
+        result.update(baselines=read_from, dense=summarize(baselines), difference=diff)
         lines += [""] + markdown("Dense baselines", result["dense"])
         lines += ["", "Last stage, pruned minus dense (run i against baseline i): " + "; ".join(
             "%s %s" % (name, _cell(diff[key], pattern)) for key, name, pattern in METRICS)]
