@@ -319,7 +319,7 @@ def train_dataset(data_dir, batch_size, source="binary", shuffle_buffer=SHUFFLE_
         # random order, each one front to back. Shuffling the raw 3073-byte records and
         # decoding whole batches keeps per-example decoding, the most expensive step of the
         # pipeline, out (see the module docstring).
-        files, _ = files_and_counts(data_dir, "train", url)
+        files = binary_files(data_dir, "train", url)
         ds = tf.data.Dataset.from_tensor_slices(files).shuffle(
             len(files), seed=seeds[0], reshuffle_each_iteration=True).repeat()
         ds = ds.flat_map(lambda f: tf.data.FixedLengthRecordDataset(f, RECORD_BYTES))
