@@ -30,7 +30,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchmark import machine_info, median, progress  # noqa: E402
+from measuring import machine_info, median, progress  # noqa: E402
 
 
 def main(argv=None):

@@ -45,11 +45,12 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-if HERE not in sys.path:  # benchmark.py's helpers, also when this file is imported
+if HERE not in sys.path:  # the helpers next to this file, also when this file is imported
     sys.path.insert(0, HERE)
 
-from benchmark import (OurTrainer, load_average, machine_info, measurement_parser, median,  # noqa: E402
-                       parse_measurement, progress, rotate, warm_up)
+from measuring import (load_average, machine_info, measurement_parser, median,  # noqa: E402
+                       parse_measurement, progress, rotate)
+from training_speed import OurTrainer, warm_up  # noqa: E402
 
 TARGET_MIXED_VS_FP32 = 1.3  # mixed / float32 training images/s >= 1.3 (CPU with bfloat16)
 RUNS = (("ours_ista", "float32"), ("ours_mixed", "mixed_bfloat16"))  # JSON name, dtype policy
@@ -139,7 +140,7 @@ def main(argv=None):
     ds = data.train_dataset(args.data_dir, bs)  # one dataset object shared by both runs
     tmp = tempfile.TemporaryDirectory(prefix="cifar10_prune_mixed-")
 
-    # ---- 1./2. our Trainer, float32 and mixed_bfloat16: benchmark.OurTrainer ------------------
+    # ---- 1./2. our Trainer, float32 and mixed_bfloat16: training_speed.OurTrainer ----------
 
     # ---- 3. the machine's matmul rates, float32 and bfloat16 ---------------------------------
     matmul_inputs = {dt: tf.cast(tf.random.stateless_uniform((mm, mm), (1, 2)), dt)
