@@ -204,9 +204,10 @@ def _legend(names):
     return [(name, COLORS[i % len(COLORS)]) for i, name in enumerate(names)]
 
 
-def line_frame(title, xlabel, ylabel, series, marks=()):
+def line_frame(title, xlabel, ylabel, series, marks=(), dots=()):
     """A line chart; `series` is {name: [(x, y) or None (a break), ...]}, `marks` x positions
-    of dashed rules."""
+    of dashed rules, `dots` names of series drawn as markers instead of a line (a few logged
+    points, which as a line would be too short to see beside a run of 100,000 steps)."""
     xs = [p[0] for points in series.values() for p in points if p] or [0, 1]
     ys = [p[1] for points in series.values() for p in points if p] or [0, 1]
     frame = _Frame(title, xlabel, ylabel, xs, ys + [0.0], legend=_legend(series))
@@ -214,7 +215,12 @@ def line_frame(title, xlabel, ylabel, series, marks=()):
         frame.parts.append('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#999" '
                            'stroke-dasharray="4 3"/>' % (frame.px(x), frame.top, frame.px(x),
                                                          frame.plot_bottom))
-    for i, points in enumerate(series.values()):
+    for i, (name, points) in enumerate(series.items()):
+        if name in dots:
+            frame.parts.extend('<circle cx="%.1f" cy="%.1f" r="3.5" fill="%s"/>'
+                               % (frame.px(x), frame.py(y), COLORS[i % len(COLORS)])
+                               for x, y in (p for p in points if p))
+            continue
         for segment in _segments(points):
             path = " ".join("%.1f,%.1f" % (frame.px(x), frame.py(y)) for x, y in segment)
             frame.parts.append('<polyline points="%s" fill="none" stroke="%s" '

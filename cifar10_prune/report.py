@@ -211,6 +211,9 @@ def markdown(rows, speed=None, baseline=None):
     return "\n".join(lines) + "\n"
 
 
+ORIGINAL_SERIES = "original's README (stage 1)"
+
+
 def curves_svg(train_dir, baseline_dir=None, original=False):
     """Fake sparsity and group lasso against the step, stage boundaries dashed; with
     `original`, the README's logged points of stage 1 beside them."""
@@ -222,9 +225,10 @@ def curves_svg(train_dir, baseline_dir=None, original=False):
     for tag, title in (("fake_sparsity", "fake sparsity"), ("group_lasso", "group lasso")):
         series = {name: c[tag] for name, (c, _) in runs.items() if c[tag]}
         if original:
-            series["original's README (stage 1)"] = published.stage1_points()[tag]
+            series[ORIGINAL_SERIES] = published.stage1_points()[tag]
         frames.append(charts.line_frame("%s (stages start at the dashed lines)" % title,
-                                        "step from the start of stage 0", title, series, marks))
+                                        "step from the start of stage 0", title, series, marks,
+                                        dots=(ORIGINAL_SERIES,)))
     return charts.document(frames)
 
 

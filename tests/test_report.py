@@ -71,10 +71,17 @@ def test_readme_points_sit_where_the_report_places_stage_1():
     stage0_steps = published.SCHEDULE[0][1]
     assert [s for s, _ in points["fake_sparsity"]] == [stage0_steps + s for s in steps]
     assert [v for _, v in points["group_lasso"]] == [published.STAGE1_LOG[s][1] for s in steps]
-    # The chart draws them as one more line in each frame.
-    frame = report.charts.line_frame("t", "x", "y", {"run": [(0, 0.0), (1, 1.0)],
-                                                     "readme": points["fake_sparsity"]})
-    assert frame.svg().count("<polyline") == 2
+    # The chart draws them as markers beside the run's line, each where its step and value
+    # put it on the frame's axes.
+    frame = report.charts.line_frame("t", "x", "y", {"run": [(0, 0.0), (80000, 0.3)],
+                                                     "readme": points["fake_sparsity"]},
+                                     dots=("readme",))
+    svg = frame.svg()
+    assert svg.count("<polyline") == 1
+    circles = [(float(x), float(y)) for x, y in
+               re.findall(r'<circle cx="([-\d.]+)" cy="([-\d.]+)"', svg)]
+    assert circles == [(round(frame.px(s), 1), round(frame.py(v), 1))
+                       for s, v in points["fake_sparsity"]]
 
 
 def _versus_cells(text):
