@@ -204,6 +204,13 @@ def _legend(names):
     return [(name, COLORS[i % len(COLORS)]) for i, name in enumerate(names)]
 
 
+def _circle(frame, x, y, color, radius, title=None):
+    """A marker at data point (x, y) of `frame`; `title` shows when the pointer rests on it."""
+    tip = "<title>%s</title>" % escape(title) if title else ""
+    return '<circle cx="%.1f" cy="%.1f" r="%g" fill="%s">%s</circle>' % (
+        frame.px(x), frame.py(y), radius, color, tip)
+
+
 def line_frame(title, xlabel, ylabel, series, marks=(), dots=()):
     """A line chart; `series` is {name: [(x, y) or None (a break), ...]}, `marks` x positions
     of dashed rules, `dots` names of series drawn as markers instead of a line (a few logged
@@ -217,8 +224,7 @@ def line_frame(title, xlabel, ylabel, series, marks=(), dots=()):
                                                          frame.plot_bottom))
     for i, (name, points) in enumerate(series.items()):
         if name in dots:
-            frame.parts.extend('<circle cx="%.1f" cy="%.1f" r="3.5" fill="%s"/>'
-                               % (frame.px(x), frame.py(y), COLORS[i % len(COLORS)])
+            frame.parts.extend(_circle(frame, x, y, COLORS[i % len(COLORS)], 3.5)
                                for x, y in (p for p in points if p))
             continue
         for segment in _segments(points):
@@ -313,8 +319,7 @@ def scatter_frame(title, xlabel, ylabel, series):
         frame.parts.append('<polyline points="%s" fill="none" stroke="%s" stroke-dasharray="3 2"/>'
                            % (path, color))
         for x, y, label in points:
-            frame.parts.append('<circle cx="%.1f" cy="%.1f" r="4" fill="%s"><title>%s</title>'
-                               '</circle>' % (frame.px(x), frame.py(y), color, escape(label)))
+            frame.parts.append(_circle(frame, x, y, color, 4, label))
             labels.append((frame.px(x), frame.py(y), label, color))
     frame.parts += _place_labels(frame, _merged(labels, len(series)))
     return frame
