@@ -2,7 +2,10 @@
 the dense baseline."""
 import re
 
-from cifar10_prune import published, report
+import tensorflow as tf
+
+from cifar10_prune import published, report, summaries
+from cifar10_prune.stages import run_stage_dir
 
 
 def _rows(schedule, params=(281304, 200000, 200000), precision=(0.7, 0.88, 0.9)):
@@ -82,6 +85,19 @@ def test_readme_points_sit_where_the_report_places_stage_1():
                re.findall(r'<circle cx="([-\d.]+)" cy="([-\d.]+)"', svg)]
     assert circles == [(round(frame.px(s), 1), round(frame.py(v), 1))
                        for s, v in points["fake_sparsity"]]
+
+
+def test_curves_draw_the_readme_points_as_markers_beside_the_runs_lines(tmp_path):
+    writer = tf.summary.create_file_writer(run_stage_dir(str(tmp_path), 0))
+    for step in (0, 100, 200):
+        summaries.scalars(writer, step, {"fake_sparsity": step / 1000, "group_lasso": 300 - step})
+    writer.close()
+    plain, with_readme = (report.curves_svg(str(tmp_path), original=o) for o in (False, True))
+    # Two frames (fake sparsity, group lasso): the run is a line in each, with or without the
+    # README; the README adds one marker per logged line to each frame and no line.
+    assert plain.count("<polyline") == with_readme.count("<polyline") == 2
+    assert plain.count("<circle") == 0
+    assert with_readme.count("<circle") == 2 * len(published.STAGE1_LOG)
 
 
 def _versus_cells(text):
