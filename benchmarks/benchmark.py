@@ -22,7 +22,7 @@ Measures, on the same training dataset (`data.train_dataset`, batch `--batch_siz
 
 Each training measurement times `--steps` steps (perf_counter around one fit call, up to the end
 of training but not the teardown of the tf.data iterator the call made, which is reported on its
-own: see `KeepIterators`) after a warm-up fit (`--warmup_steps`, also pays for
+own: see `training_speed.KeepIterators`) after a warm-up fit (`--warmup_steps`, also pays for
 tracing); the measurements are repeated `--rounds` times,
 interleaved (the order rotates every round), and medians are reported, because the machine is
 shared and noisy. Ratios are computed per round (from measurements taken next to each other)
