@@ -305,9 +305,9 @@ def _place_labels(frame, points, radius=4):
     return parts
 
 
-def scatter_frame(title, xlabel, ylabel, series):
-    """A scatter chart; `series` is {name: [(x, y, label), ...]}, points joined in order and
-    labelled (points drawn over each other get one label, e.g. "stage 0 (both)")."""
+def scatter_frame(title, xlabel, ylabel, series, joined=True):
+    """A scatter chart; `series` is {name: [(x, y, label), ...]}, points labelled (points drawn
+    over each other get one label, e.g. "stage 0 (both)") and, if `joined`, joined in order."""
     xs = [p[0] for points in series.values() for p in points] or [1]
     ys = [p[1] for points in series.values() for p in points] or [0, 1]
     # Sizes compared from zero; room on the right for the labels.
@@ -315,9 +315,10 @@ def scatter_frame(title, xlabel, ylabel, series):
     labels = []
     for i, points in enumerate(series.values()):
         color = COLORS[i % len(COLORS)]
-        path = " ".join("%.1f,%.1f" % (frame.px(x), frame.py(y)) for x, y, _ in points)
-        frame.parts.append('<polyline points="%s" fill="none" stroke="%s" stroke-dasharray="3 2"/>'
-                           % (path, color))
+        if joined:
+            path = " ".join("%.1f,%.1f" % (frame.px(x), frame.py(y)) for x, y, _ in points)
+            frame.parts.append('<polyline points="%s" fill="none" stroke="%s" '
+                               'stroke-dasharray="3 2"/>' % (path, color))
         for x, y, label in points:
             frame.parts.append(_circle(frame, x, y, color, 4, label))
             labels.append((frame.px(x), frame.py(y), label, color))

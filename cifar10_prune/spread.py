@@ -6,7 +6,7 @@ reads the results.json that `python -m cifar10_prune.report` (the end of run_exp
 wrote in each directory and prints, per stage, mean +- std (sample standard deviation, n - 1)
 and min / max of total params, conv multiply-adds, precision @ 1 and test loss; with baselines,
 also those of the pruned-minus-dense difference of the last stage, run i paired with baseline i
-(give them in the same seed order). Without --baseline_dirs, runs made with
+(give them in the same seed order). --out also draws each run's last stage (OUT.svg). Without --baseline_dirs, runs made with
 `run_experiments.sh --baseline` bring their own: the dense rows its report keeps in the same
 results.json.
 """
@@ -20,7 +20,7 @@ import os
 import numpy as np
 from absl import flags
 
-from cifar10_prune import cli
+from cifar10_prune import charts, cli
 from cifar10_prune.flags.spread import define_spread_flags
 from cifar10_prune.stages import StageError
 
@@ -109,18 +109,32 @@ def _runs(summary):
     return max(s["n"] for row in summary for s in (row[k] for k, _, _ in METRICS) if s)
 
 
+def spread_svg(series):
+    """Precision @ 1 against total parameters after the last stage, a point per run labelled
+    with its directory's name; `series` is {name: [(train_dir, stage rows), ...]}."""
+    points = {name: [(rows[-1]["total_params"], rows[-1]["precision_at_1"],
+                      os.path.basename(os.path.normpath(d))) for d, rows in runs
+                     if rows[-1].get("precision_at_1") is not None]
+              for name, runs in series.items()}
+    return charts.document([charts.scatter_frame(
+        "precision @ 1 against parameters, after the last stage",
+        "total params", "precision @ 1", points, joined=False)], columns=1)
+
+
 def main(argv):
     del argv
     fv = flags.FLAGS
     results = [read_results(d) for d in fv.train_dirs]
     runs = [r["stages"] for r in results]
-    lines = markdown("Pruned runs", summarize(runs))
     result = {"runs": fv.train_dirs, "pruned": summarize(runs)}
+    lines = markdown("Pruned runs", result["pruned"])
     if fv.baseline_dirs:
         baselines, read_from = [read_rows(d) for d in fv.baseline_dirs], fv.baseline_dirs
     else:
         baselines, read_from = own_baselines(results), fv.train_dirs
+    series = {"pruned runs": list(zip(fv.train_dirs, runs))}
     if baselines:
+        series["dense baselines"] = list(zip(read_from, baselines))
         diff = differences(runs, baselines)
         # "baselines": the directories whose results.json the dense rows were read from.
         result.update(baselines=read_from, dense=summarize(baselines), difference=diff)
@@ -134,6 +148,8 @@ def main(argv):
             f.write(text)
         with open(fv.out + ".json", "w") as f:
             json.dump(result, f, indent=2)
+        with open(fv.out + ".svg", "w") as f:
+            f.write(spread_svg(series))
 
 
 def run():

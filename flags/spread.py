@@ -9,5 +9,6 @@ def define_spread_flags(fv=flags.FLAGS):
                       "Default: the ones run_experiments.sh --baseline ran with each (if all have "
                       "one).",
                       flag_values=fv)
-    flags.DEFINE_string("out", "", "Also write OUT.md and OUT.json.", flag_values=fv)
+    flags.DEFINE_string("out", "", "Also write OUT.md, OUT.json and OUT.svg (precision @ 1 against "
+                        "parameters after the last stage, a point per run).", flag_values=fv)
     flags.mark_flag_as_required("train_dirs", flag_values=fv)

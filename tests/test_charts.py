@@ -52,6 +52,17 @@ def curves():
     return charts.document(frames)
 
 
+def spread():
+    # As spread.spread_svg draws three seeds and their baselines (the 10%-scale recipe's spread).
+    series = {"pruned runs": [(227648, 0.8261, "s10_seed1"), (226100, 0.8290, "s10_seed2"),
+                              (229300, 0.8240, "s10_seed3")],
+              "dense baselines": [(281304, 0.8335, "s10_seed1"), (281304, 0.8310, "s10_seed2"),
+                                  (281304, 0.8322, "s10_seed3")]}
+    return charts.document([charts.scatter_frame(
+        "precision @ 1 against parameters, after the last stage",
+        "total params", "precision @ 1", series, joined=False)], columns=1)
+
+
 CHARTS = {
     "widths resnet20": lambda: widths(RESNET20, [RESNET20, QUICK_KEPT, QUICK_KEPT]),
     "widths cnn4": lambda: widths({"conv1": 96, "conv2": 192, "conv3": 192, "fc1": 384},
@@ -61,6 +72,7 @@ CHARTS = {
     "params_precision reproduction": lambda: params_precision("reproduction"),
     "params_precision coinciding": lambda: params_precision("coinciding"),
     "curves": curves,
+    "spread": spread,
 }
 
 

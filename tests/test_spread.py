@@ -40,6 +40,19 @@ def test_spread_table_and_paired_differences(tmp_path):
     row = re.search(r"^\| 2 -> v3 \| .*$", out, re.M).group(0)
     assert "%.4f +- %.4f (%.4f / %.4f)" % (p.mean(), p.std(ddof=1), p.min(), p.max()) in row
     assert (tmp_path / "spread.md").read_text().strip() == out.strip()
+    # The chart: a point per run and per baseline, named after its directory, unjoined; higher
+    # precision drawn higher (smaller y), more parameters further right.
+    svg = (tmp_path / "spread.svg").read_text()
+    points = {name: (float(x), float(y)) for x, y, name in re.findall(
+        r'<circle cx="([-\d.]+)" cy="([-\d.]+)"[^>]*><title>(\w+)</title>', svg)}
+    assert sorted(points) == ["d0", "d1", "d2", "p0", "p1", "p2"] and "<polyline" not in svg
+    for rows, prefix in ((runs, "p"), (dense, "d")):
+        last = [r[-1] for r in rows]
+        px = [points[prefix + str(i)] for i in range(3)]
+        assert np.argsort([p[0] for p in px]).tolist() == np.argsort(
+            [r["total_params"] for r in last]).tolist()
+        assert np.argsort([p[1] for p in px]).tolist() == np.argsort(
+            [-r["precision_at_1"] for r in last]).tolist()
 
 
 def test_spread_refuses_unpaired_or_missing_runs(tmp_path):
