@@ -6,9 +6,9 @@ reads the results.json that `python -m cifar10_prune.report` (the end of run_exp
 wrote in each directory and prints, per stage, mean +- std (sample standard deviation, n - 1)
 and min / max of total params, conv multiply-adds, precision @ 1 and test loss; with baselines,
 also those of the pruned-minus-dense difference of the last stage, run i paired with baseline i
-(give them in the same seed order). --out also draws each run's last stage (OUT.svg). Without --baseline_dirs, runs made with
+(give them in the same seed order). Without --baseline_dirs, runs made with
 `run_experiments.sh --baseline` bring their own: the dense rows its report keeps in the same
-results.json.
+results.json. --out also draws each run's last stage (OUT.svg).
 """
 from cifar10_prune import console
 

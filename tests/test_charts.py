@@ -53,14 +53,15 @@ def curves():
 
 
 def spread():
-    # As spread.spread_svg draws three seeds and their baselines (the 10%-scale recipe's spread).
-    series = {"pruned runs": [(227648, 0.8261, "s10_seed1"), (226100, 0.8290, "s10_seed2"),
-                              (229300, 0.8240, "s10_seed3")],
-              "dense baselines": [(281304, 0.8335, "s10_seed1"), (281304, 0.8310, "s10_seed2"),
-                                  (281304, 0.8322, "s10_seed3")]}
-    return charts.document([charts.scatter_frame(
-        "precision @ 1 against parameters, after the last stage",
-        "total params", "precision @ 1", series, joined=False)], columns=1)
+    """spread.spread_svg on three seeds and their baselines (the 10%-scale recipe's spread)."""
+    from cifar10_prune import spread as spread_module  # imports TensorFlow: only when drawn
+
+    def runs(points):
+        return [("runs/s10_seed%d" % (i + 1), [{"total_params": p, "precision_at_1": q}])
+                for i, (p, q) in enumerate(points)]
+    return spread_module.spread_svg({
+        "pruned runs": runs([(227648, 0.8261), (226100, 0.8290), (229300, 0.8240)]),
+        "dense baselines": runs([(281304, 0.8335), (281304, 0.8310), (281304, 0.8322)])})
 
 
 CHARTS = {

@@ -1,14 +1,16 @@
-"""The documentation's links lead somewhere: every relative link and image of README.md and
-docs/*.md names a file of the repository, and every #anchor a heading of its page, by GitHub's
-rule for heading anchors."""
+"""The documentation's links lead somewhere: every relative link and image of README.md,
+docs/*.md and benchmarks/README.md names a file of the repository, and every #anchor a heading
+of its page, by GitHub's rule for heading anchors."""
 import collections
+import functools
 import pathlib
 import re
 
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-PAGES = [ROOT / "README.md"] + sorted((ROOT / "docs").glob("*.md")) + [ROOT / "benchmarks" / "README.md"]
+PAGES = ([ROOT / "README.md"] + sorted((ROOT / "docs").glob("*.md"))
+         + [ROOT / "benchmarks" / "README.md"])
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 
 
@@ -22,6 +24,7 @@ def prose(path):
             yield line
 
 
+@functools.lru_cache(maxsize=None)  # a page is read once, however many links point into it
 def anchors(path):
     """GitHub's anchors of the headings of `path`: lower case, punctuation dropped (word
     characters, spaces and hyphens stay), spaces made hyphens, repeats numbered -1, -2, ..."""
@@ -32,7 +35,7 @@ def anchors(path):
             slug = re.sub(r"[^\w\- ]", "", match.group(1).strip().lower()).replace(" ", "-")
             out.add(slug if not seen[slug] else "%s-%d" % (slug, seen[slug]))
             seen[slug] += 1
-    return out
+    return frozenset(out)
 
 
 def test_anchor_rule_against_hand_made_slugs(tmp_path):
