@@ -38,7 +38,6 @@ profile, machine and versions) as JSON to `--output`.
 import collections
 import datetime
 import glob
-import json
 import os
 import sys
 import tempfile
@@ -49,7 +48,7 @@ if HERE not in sys.path:  # the helpers next to this file, also when this file i
     sys.path.insert(0, HERE)
 
 from measuring import (load_average, machine_info, measurement_parser, median,  # noqa: E402
-                       parse_measurement, progress, rotate)
+                       parse_measurement, progress, rotate, spread, verdict, write_result)
 from training_speed import OurTrainer, warm_up  # noqa: E402
 
 TARGET_MIXED_VS_FP32 = 1.3  # mixed / float32 training images/s >= 1.3 (CPU with bfloat16)
@@ -122,51 +121,32 @@ def op_time_by_type(logdir):
     return dict(seconds)
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # log noise only; no effect on speed
-
-    import numpy as np
-    import keras
+def measure_matmul(inputs, calls):
+    """GFLOP/s of `calls` n x n x n products per dtype of `inputs` ({dtype: n x n tensor})."""
     import tensorflow as tf
-
-    from cifar10_prune import costs, data
-
-    bs, steps, warmup, mm = args.batch_size, args.steps, args.warmup_steps, args.matmul_size
-    started = datetime.datetime.now(datetime.timezone.utc)
-    load_start = load_average()
-    progress("mixed precision benchmark: batch %d, %d timed steps x %d rounds, warm-up %d%s"
-             % (bs, steps, args.rounds, warmup, " (--quick)" if args.quick else ""))
-    ds = data.train_dataset(args.data_dir, bs)  # one dataset object shared by both runs
-    tmp = tempfile.TemporaryDirectory(prefix="cifar10_prune_mixed-")
-
-    # ---- 1./2. our Trainer, float32 and mixed_bfloat16: training_speed.OurTrainer ----------
-
-    # ---- 3. the machine's matmul rates, float32 and bfloat16 ---------------------------------
-    matmul_inputs = {dt: tf.cast(tf.random.stateless_uniform((mm, mm), (1, 2)), dt)
-                     for dt in (tf.float32, tf.bfloat16)}
     matmul_fn = tf.function(lambda a: tf.reduce_sum(tf.matmul(a, a)))  # 1 value fetched
+    out = {}
+    for dt, a in inputs.items():
+        n = int(a.shape[0])
+        matmul_fn(a).numpy()  # traced and warm
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            matmul_fn(a).numpy()
+        out[dt.name + "_gflops"] = 2.0 * n ** 3 * calls / (time.perf_counter() - t0) / 1e9
+    return out
 
-    def measure_matmul():
-        out = {}
-        for dt, a in matmul_inputs.items():
-            matmul_fn(a).numpy()  # traced and warm
-            t0 = time.perf_counter()
-            for _ in range(args.matmul_calls):
-                matmul_fn(a).numpy()
-            out[dt.name + "_gflops"] = 2.0 * mm ** 3 * args.matmul_calls / (
-                time.perf_counter() - t0) / 1e9
-        return out
 
-    # ---- the interleaved rounds -------------------------------------------------------------
-    progress("building and warming up (tracing) the float32 and the mixed training runs")
-    runners = [OurTrainer(name, ds, bs, tmp.name, args.l1_penalty, policy)
-               for name, policy in RUNS]
-    warmup_seconds = warm_up(runners, warmup)
-
+def measure_rounds(args, runners):
+    """The interleaved rounds: each runner's fit of `--steps` and the matmul rates, in an order
+    rotated every round; {"ours_ista" | "ours_mixed" | "matmul": [one result per round]}."""
+    import tensorflow as tf
+    mm = args.matmul_size
+    inputs = {dt: tf.cast(tf.random.stateless_uniform((mm, mm), (1, 2)), dt)
+              for dt in (tf.float32, tf.bfloat16)}
     measurements = {name: [] for name, _ in RUNS}
     measurements["matmul"] = []
-    jobs = [(r.name, (lambda r=r: r.fit(steps))) for r in runners] + [("matmul", measure_matmul)]
+    jobs = [(r.name, (lambda r=r: r.fit(args.steps))) for r in runners]
+    jobs.append(("matmul", lambda: measure_matmul(inputs, args.matmul_calls)))
     for rnd in range(args.rounds):
         for name, job in rotate(jobs, rnd):
             result = job()
@@ -180,18 +160,22 @@ def main(argv=None):
                          % (rnd + 1, name, result["images_per_sec"],
                             "%.1f" % result["in_loop_images_per_sec"]
                             if result["in_loop_images_per_sec"] else "-"))
+    return measurements
 
+
+def mixed_ratios(measurements, train_flops_per_image):
+    """Ratios within each round (measurements taken next to each other): mixed against float32
+    training, bfloat16 against float32 matmul, and the training runs' share of the matmul
+    rates; {name: [one ratio per round]}."""
     def rates(name, key="images_per_sec"):
         return [m[key] for m in measurements[name]]
 
-    # ---- 4. ratios within each round, and the training runs' share of the matmul rates -------
-    train_flops_per_image = 2 * 3 * costs.conv_flops(runners[0].trainer.model)
     fp32_mm, bf16_mm = rates("matmul", "float32_gflops"), rates("matmul", "bfloat16_gflops")
 
     def share(run, matmul_gflops):
         return [train_flops_per_image * r / 1e9 / g for r, g in zip(rates(run), matmul_gflops)]
 
-    ratios = {
+    return {
         "mixed_vs_fp32": [m / f for m, f in zip(rates("ours_mixed"), rates("ours_ista"))],
         "in_loop_mixed_vs_fp32": [
             m / f for m, f in zip(rates("ours_mixed", "in_loop_images_per_sec"),
@@ -203,39 +187,57 @@ def main(argv=None):
         "mixed_share_of_fp32_matmul": share("ours_mixed", fp32_mm),
         "mixed_share_of_bf16_matmul": share("ours_mixed", bf16_mm),
     }
-    ratio_medians = {k: median(v) for k, v in ratios.items()}
 
-    # ---- where the time goes: op-level profile of a few steps of each ------------------------
+
+def profile_runs(runners, steps, work_dir):
+    """{runner name: op time by type} of `steps` steps of each runner under tf.profiler; a
+    runner whose trace cannot be read is left out."""
+    import tensorflow as tf
     profiles = {}
-    for runner in runners if args.profile_steps else ():
-        logdir = os.path.join(tmp.name, "profile_" + runner.name)
+    for runner in runners if steps else ():
+        logdir = os.path.join(work_dir, "profile_" + runner.name)
         tf.profiler.experimental.start(logdir)
-        wall = runner.fit(args.profile_steps)["seconds"]
+        wall = runner.fit(steps)["seconds"]
         tf.profiler.experimental.stop()
         by_type = op_time_by_type(logdir)
         if by_type is None:
             progress("  (could not read the profile of %s)" % runner.name)
             continue
-        profiles[runner.name] = {"steps": args.profile_steps, "wall_seconds": wall,
+        profiles[runner.name] = {"steps": steps, "wall_seconds": wall,
                                  "op_seconds_by_type": by_type}
         progress("profiled %s: %d steps in %.2f s, %.2f s of op time"
-                 % (runner.name, args.profile_steps, wall, sum(by_type.values())))
+                 % (runner.name, steps, wall, sum(by_type.values())))
+    return profiles
 
-    # ---- report ------------------------------------------------------------------------------
-    med = {name: median(rates(name)) for name, _ in RUNS}
-    med_loop = {name: median([x for x in rates(name, "in_loop_images_per_sec") if x])
-                for name, _ in RUNS}
-    cpu_ms = {name: median(rates(name, "cpu_ms_per_image")) for name, _ in RUNS}
-    matmul_med = {"float32_gflops": median(fp32_mm), "bfloat16_gflops": median(bf16_mm)}
-    checks = {"mixed_vs_fp32": ratio_medians["mixed_vs_fp32"] >= TARGET_MIXED_VS_FP32}
 
-    def spread(values, fmt="%.0f"):
-        return (fmt + " to " + fmt) % (min(values), max(values)) if values else "-"
+def summarize(measurements, ratios):
+    """Medians over the rounds: of each run's rates and CPU time, of the matmul rates and of
+    each per-round ratio."""
+    def med(name, key):
+        return median([m[key] for m in measurements[name] if m[key]])
+    return {
+        "median_images_per_sec": {name: med(name, "images_per_sec") for name, _ in RUNS},
+        "median_in_loop_images_per_sec": {name: med(name, "in_loop_images_per_sec")
+                                          for name, _ in RUNS},
+        "median_cpu_ms_per_image": {name: med(name, "cpu_ms_per_image") for name, _ in RUNS},
+        "median_matmul_gflops": {key: med("matmul", key)
+                                 for key in ("float32_gflops", "bfloat16_gflops")},
+        "ratio_medians": {k: median(v) for k, v in ratios.items()},
+    }
+
+
+def table_rows(args, measurements, ratios, summary, train_flops_per_image, checks):
+    """The Markdown table: rows 1-4 with median, range over the rounds, target and result."""
+    def rates(name, key="images_per_sec"):
+        return [m[key] for m in measurements[name]]
 
     def pct(values):
         return [100 * x for x in values]
 
-    lines = [
+    med, mm = summary["median_images_per_sec"], summary["median_matmul_gflops"]
+    rm = summary["ratio_medians"]
+    fp32_mm, bf16_mm = rates("matmul", "float32_gflops"), rates("matmul", "bfloat16_gflops")
+    return [
         "| # | Measurement | median | range over rounds | target | result |",
         "|---|---|---:|---:|---|---|",
         "| 1 | Ours: `Trainer.fit`, float32, ISTA l1=%g (+EMA, weight decay), images/s "
@@ -244,92 +246,114 @@ def main(argv=None):
         "| 2 | Ours: the same, `mixed_bfloat16` (`--use_fp16` on a CPU), images/s | %.1f | %s "
         "| | |" % (med["ours_mixed"], spread(rates("ours_mixed"), "%.1f")),
         "| 2/1 | Mixed / float32 training images/s | %.3f | %s | >= %.1f | %s |"
-        % (ratio_medians["mixed_vs_fp32"], spread(ratios["mixed_vs_fp32"], "%.3f"),
-           TARGET_MIXED_VS_FP32, "met" if checks["mixed_vs_fp32"] else "**missed**"),
+        % (rm["mixed_vs_fp32"], spread(ratios["mixed_vs_fp32"], "%.3f"),
+           TARGET_MIXED_VS_FP32, verdict(checks["mixed_vs_fp32"])),
         "| 3 | Matmul %d^3, float32 / bfloat16 GFLOP/s | %.1f / %.1f | %s / %s | | |"
-        % (mm, matmul_med["float32_gflops"], matmul_med["bfloat16_gflops"],
+        % (args.matmul_size, mm["float32_gflops"], mm["bfloat16_gflops"],
            spread(fp32_mm, "%.1f"), spread(bf16_mm, "%.1f")),
         "| 3' | Matmul bfloat16 / float32 | %.2fx | %s | | |"
-        % (ratio_medians["matmul_bf16_vs_fp32"], spread(ratios["matmul_bf16_vs_fp32"], "%.2f")),
+        % (rm["matmul_bf16_vs_fp32"], spread(ratios["matmul_bf16_vs_fp32"], "%.2f")),
         "| 4 | Training FLOP/s as a share of the float32 matmul rate: float32 / mixed "
         "(%d FLOPs per image) | %.0f%% / %.0f%% | %s / %s | | |"
-        % (train_flops_per_image, 100 * ratio_medians["fp32_share_of_fp32_matmul"],
-           100 * ratio_medians["mixed_share_of_fp32_matmul"],
+        % (train_flops_per_image, 100 * rm["fp32_share_of_fp32_matmul"],
+           100 * rm["mixed_share_of_fp32_matmul"],
            spread(pct(ratios["fp32_share_of_fp32_matmul"]), "%.0f%%"),
            spread(pct(ratios["mixed_share_of_fp32_matmul"]), "%.0f%%")),
         "| 4' | Mixed training FLOP/s as a share of the bfloat16 matmul rate | %.0f%% | %s | | |"
-        % (100 * ratio_medians["mixed_share_of_bf16_matmul"],
+        % (100 * rm["mixed_share_of_bf16_matmul"],
            spread(pct(ratios["mixed_share_of_bf16_matmul"]), "%.0f%%")),
     ]
+
+
+def diagnostics(summary, ratios, profiles, profile_steps):
+    """The lines under the table: in-loop rates, CPU time, per-round ratios and, with both
+    profiles read, op time per step by op type."""
+    loop, cpu_ms = summary["median_in_loop_images_per_sec"], summary["median_cpu_ms_per_image"]
+    rm = summary["ratio_medians"]
+    def fmt(x, f):
+        return f % x if x else "-"
     diag = [
-        "- In-loop rates (the compiled training loop only, as `Trainer` logs it): float32 %.1f, "
-        "mixed %.1f images/s; mixed / float32 per round, median %s."
-        % (med_loop["ours_ista"], med_loop["ours_mixed"],
-           "%.3f" % ratio_medians["in_loop_mixed_vs_fp32"]
-           if ratio_medians["in_loop_mixed_vs_fp32"] else "-"),
+        "- In-loop rates (the compiled training loop only, as `Trainer` logs it): float32 %s, "
+        "mixed %s images/s; mixed / float32 per round, median %s."
+        % (fmt(loop["ours_ista"], "%.1f"), fmt(loop["ours_mixed"], "%.1f"),
+           fmt(rm["in_loop_mixed_vs_fp32"], "%.3f")),
         "- Process CPU time (all threads) per training image, median: float32 %.2f ms, mixed "
         "%.2f ms (float32 / mixed per round, median %.2fx; less sensitive than wall time to "
         "other processes taking the CPUs)."
-        % (cpu_ms["ours_ista"], cpu_ms["ours_mixed"], ratio_medians["cpu_time_fp32_vs_mixed"]),
+        % (cpu_ms["ours_ista"], cpu_ms["ours_mixed"], rm["cpu_time_fp32_vs_mixed"]),
         "- Per-round mixed / float32 wall-time ratios: %s."
         % " ".join("%.3f" % x for x in ratios["mixed_vs_fp32"]),
     ]
-    if len(profiles) == 2:
-        fp, mx = (profiles[name]["op_seconds_by_type"] for name, _ in RUNS)
-        top = sorted(set(fp) | set(mx), key=lambda k: -(fp.get(k, 0) + mx.get(k, 0)))[:14]
-        diag += ["", "Op time per training step by op type (tf.profiler, %d steps each, all "
-                 "threads), float32 vs mixed_bfloat16:" % args.profile_steps, "",
-                 "| op type | float32 ms | mixed ms | float32 / mixed |", "|---|---:|---:|---:|"]
-        for k in top + ["(all)"]:
-            a, b = ((sum(d.values()) if k == "(all)" else d.get(k, 0.0))
-                    * 1000.0 / args.profile_steps for d in (fp, mx))
-            diag.append("| %s | %.1f | %.1f | %s |" % (k, a, b, "%.2f" % (a / b) if a and b
-                                                       else "-"))
+    if len(profiles) != 2:
+        return diag
+    fp, mx = (profiles[name]["op_seconds_by_type"] for name, _ in RUNS)
+    top = sorted(set(fp) | set(mx), key=lambda k: -(fp.get(k, 0) + mx.get(k, 0)))[:14]
+    diag += ["", "Op time per training step by op type (tf.profiler, %d steps each, all "
+             "threads), float32 vs mixed_bfloat16:" % profile_steps, "",
+             "| op type | float32 ms | mixed ms | float32 / mixed |", "|---|---:|---:|---:|"]
+    for k in top + ["(all)"]:
+        a, b = ((sum(d.values()) if k == "(all)" else d.get(k, 0.0)) * 1000.0 / profile_steps
+                for d in (fp, mx))
+        diag.append("| %s | %.1f | %.1f | %s |" % (k, a, b, "%.2f" % (a / b) if a and b else "-"))
+    return diag
+
+
+def main(argv=None):
+    """Measures rows 1-4 and the profile, prints the table and writes the JSON result."""
+    args = parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # log noise only; no effect on speed
+    import numpy as np
+    import keras
+    import tensorflow as tf
+    from cifar10_prune import costs, data
+
+    started = datetime.datetime.now(datetime.timezone.utc)
+    load_start = load_average()
+    progress("mixed precision benchmark: batch %d, %d timed steps x %d rounds, warm-up %d%s"
+             % (args.batch_size, args.steps, args.rounds, args.warmup_steps,
+                " (--quick)" if args.quick else ""))
+    ds = data.train_dataset(args.data_dir, args.batch_size)  # one dataset for both runs
+    tmp = tempfile.TemporaryDirectory(prefix="cifar10_prune_mixed-")
+
+    progress("building and warming up (tracing) the float32 and the mixed training runs")
+    runners = [OurTrainer(name, ds, args.batch_size, tmp.name, args.l1_penalty, policy)
+               for name, policy in RUNS]
+    warmup_seconds = warm_up(runners, args.warmup_steps)
+    measurements = measure_rounds(args, runners)
+    train_flops_per_image = 2 * 3 * costs.conv_flops(runners[0].trainer.model)
+    ratios = mixed_ratios(measurements, train_flops_per_image)
+    profiles = profile_runs(runners, args.profile_steps, tmp.name)
+
+    summary = summarize(measurements, ratios)
+    checks = {"mixed_vs_fp32": summary["ratio_medians"]["mixed_vs_fp32"] >= TARGET_MIXED_VS_FP32}
     header = ("%s, %d CPUs (bfloat16 CPU flags: %s), batch %d, %d timed steps after %d warm-up, "
               "median of %d interleaved rounds, TF %s / Keras %s%s"
               % (started.strftime("%Y-%m-%d"), os.cpu_count(),
-                 ", ".join(cpu_bf16_flags() or ["none"]), bs, steps, warmup, args.rounds,
-                 tf.__version__, keras.__version__,
+                 ", ".join(cpu_bf16_flags() or ["none"]), args.batch_size, args.steps,
+                 args.warmup_steps, args.rounds, tf.__version__, keras.__version__,
                  ", QUICK (smoke run, not a measurement)" if args.quick else ""))
-    table, diag = "\n".join(lines), "\n".join(diag)
-    print()
-    print(header)
-    print()
-    print(table)
-    print()
-    print(diag)
+    table = "\n".join(table_rows(args, measurements, ratios, summary, train_flops_per_image,
+                                  checks))
+    diag = "\n".join(diagnostics(summary, ratios, profiles, args.profile_steps))
+    print("\n%s\n\n%s\n\n%s" % (header, table, diag))
 
-    result = {
-        "date_utc": started.isoformat(timespec="seconds"),
-        "seconds_total": round(
+    result = dict(
+        date_utc=started.isoformat(timespec="seconds"),
+        seconds_total=round(
             (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds(), 1),
-        "machine": dict(machine_info(), cpu_bf16_flags=cpu_bf16_flags(),
-                        load_average_start=load_start, load_average_end=load_average()),
-        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__,
-                     "numpy": np.__version__},
-        "config": dict(vars(args), dtype_policies=dict(RUNS),
-                       inter_op_threads=tf.config.threading.get_inter_op_parallelism_threads(),
-                       intra_op_threads=tf.config.threading.get_intra_op_parallelism_threads()),
-        "warmup_seconds": warmup_seconds,
-        "measurements": measurements,
-        "median_images_per_sec": med,
-        "median_in_loop_images_per_sec": med_loop,
-        "median_cpu_ms_per_image": cpu_ms,
-        "median_matmul_gflops": matmul_med,
-        "train_flops_per_image": train_flops_per_image,
-        "ratios_per_round": ratios,
-        "ratio_medians": ratio_medians,
-        "profiles": profiles,
-        "targets": {"mixed_vs_fp32_at_least": TARGET_MIXED_VS_FP32},
-        "targets_met": checks,
-        "markdown": header + "\n\n" + table + "\n\n" + diag + "\n",
-    }
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    with open(args.output + ".tmp", "w") as f:
-        json.dump(result, f, indent=2)
-        f.write("\n")
-    os.replace(args.output + ".tmp", args.output)
-    progress("wrote %s (%.0f s in all)" % (args.output, result["seconds_total"]))
+        machine=dict(machine_info(), cpu_bf16_flags=cpu_bf16_flags(),
+                     load_average_start=load_start, load_average_end=load_average()),
+        versions={"tensorflow": tf.__version__, "keras": keras.__version__,
+                  "numpy": np.__version__},
+        config=dict(vars(args), dtype_policies=dict(RUNS),
+                    inter_op_threads=tf.config.threading.get_inter_op_parallelism_threads(),
+                    intra_op_threads=tf.config.threading.get_intra_op_parallelism_threads()),
+        warmup_seconds=warmup_seconds, measurements=measurements,
+        train_flops_per_image=train_flops_per_image, ratios_per_round=ratios,
+        profiles=profiles, targets={"mixed_vs_fp32_at_least": TARGET_MIXED_VS_FP32},
+        targets_met=checks, markdown=header + "\n\n" + table + "\n\n" + diag + "\n",
+        **summary)
+    write_result(args.output, result)
     tmp.cleanup()
     return 0
 
