@@ -30,7 +30,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from measuring import machine_info, median, progress  # noqa: E402
+from measuring import machine_info, median, progress, scaled_widths  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -45,23 +45,18 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def scaled(widths, fraction):
-    """`widths` x `fraction`, rounded, at least 1 each."""
-    return {u: max(1, int(round(fraction * w))) for u, w in widths.items()}
-
-
 def floor_specs(args):
     """{name: ArchSpec} of the models timed: dense, slim, floor, blocks pruned and, with
     `--block_outputs_fraction`, slim with its block outputs pruned."""
     from cifar10_prune.spec import ArchSpec
     dense = ArchSpec.dense("resnet20").widths
     specs = {name: ArchSpec("resnet20", widths) for name, widths in (
-        ("dense", dense), ("slim", scaled(dense, args.slim_fraction)),
+        ("dense", dense), ("slim", scaled_widths(dense, args.slim_fraction)),
         ("floor", dict.fromkeys(dense, 1)), ("blocks pruned", dict.fromkeys(dense, 0)))}
     if args.block_outputs_fraction:
         wide = ArchSpec.dense("resnet20", block_outputs=True).widths
         specs["slim, block outputs"] = ArchSpec(
-            "resnet20", scaled(wide, args.block_outputs_fraction), block_outputs=True)
+            "resnet20", scaled_widths(wide, args.block_outputs_fraction), block_outputs=True)
     return specs
 
 

@@ -4,7 +4,7 @@ and the package are imported inside the functions, so that importing this module
 import os
 import time
 
-from measuring import median, progress, spread, verdict
+from measuring import median, progress, scaled_widths, spread, verdict
 
 # Issue 9: slim / dense images/s of the exported SavedModel at batch --batch_size at least 0.8 x
 # the ratio of their conv multiply-adds, and at batch 1 no worse than dense.
@@ -13,20 +13,26 @@ TARGET_SLIM_VS_DENSE_BATCH1 = 1.0
 INFER_FORMATS = ("savedmodel_folded", "savedmodel_unfolded", "tflite_float32")
 
 
+def conv_macs_by_layer(model, block=1):
+    """{conv layer name: multiply-adds per image}, each conv's output channels rounded up to a
+    multiple of `block` (1: as they are)."""
+    import keras  # only when measuring, like the rest of TensorFlow
+    macs = {}
+    for layer in model.operations:
+        if isinstance(layer, keras.layers.Conv2D):
+            _, h, w, cout = layer.output.shape
+            kh, kw = layer.kernel_size
+            macs[layer.name] = h * w * kh * kw * layer.input.shape[-1] * (-(-cout // block) * block)
+    return macs
+
+
 def padded_conv_macs(model, block=16):
     """Conv multiply-adds per image with every conv's output channels rounded up to `block`.
 
     oneDNN's CPU convolutions compute output channels in vector-wide blocks (16 float32 with
     AVX-512), so a conv with 19 outputs costs about as much as one with 32: this is the work
     the narrowed widths actually save on such a CPU (a diagnostic, not a target)."""
-    import keras  # only when measuring, like the rest of TensorFlow
-    total = 0
-    for layer in model.operations:
-        if isinstance(layer, keras.layers.Conv2D):
-            _, h, w, cout = layer.output.shape
-            kh, kw = layer.kernel_size
-            total += h * w * kh * kw * layer.input.shape[-1] * (-(-cout // block) * block)
-    return int(total)
+    return int(sum(conv_macs_by_layer(model, block).values()))
 
 
 def export_models(args, tmp_dir):
@@ -47,8 +53,7 @@ def export_models(args, tmp_dir):
         dense_spec = slim_spec.unpruned()
     else:
         dense_spec = ArchSpec.dense("resnet20")
-        slim_spec = ArchSpec("resnet20", {u: max(1, int(round(args.slim_fraction * w)))
-                                          for u, w in dense_spec.widths.items()})
+        slim_spec = ArchSpec("resnet20", scaled_widths(dense_spec.widths, args.slim_fraction))
     progress("exporting dense and slim (%s) %s: folded SavedModel + TFLite, unfolded "
              "SavedModel" % (", ".join("%s %d" % kv for kv in slim_spec.widths.items()),
                              slim_spec.model))

@@ -40,6 +40,12 @@ def parse_measurement(p, argv, full, quick, positive):
     return args
 
 
+def scaled_widths(widths, fraction):
+    """`widths` ({layer: width}) each times `fraction`, rounded, at least 1: the benchmarks'
+    slim models."""
+    return {u: max(1, int(round(fraction * w))) for u, w in widths.items()}
+
+
 def progress(message):
     print("[%s] %s" % (datetime.datetime.now().strftime("%H:%M:%S"), message), flush=True)
 

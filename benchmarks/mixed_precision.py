@@ -121,6 +121,11 @@ def op_time_by_type(logdir):
     return dict(seconds)
 
 
+def per_round(measurements, name, key="images_per_sec"):
+    """`key` of each round's measurement of `name` (a run, or "matmul")."""
+    return [m[key] for m in measurements[name]]
+
+
 def measure_matmul(inputs, calls):
     """GFLOP/s of `calls` n x n x n products per dtype of `inputs` ({dtype: n x n tensor})."""
     import tensorflow as tf
@@ -168,7 +173,7 @@ def mixed_ratios(measurements, train_flops_per_image):
     training, bfloat16 against float32 matmul, and the training runs' share of the matmul
     rates; {name: [one ratio per round]}."""
     def rates(name, key="images_per_sec"):
-        return [m[key] for m in measurements[name]]
+        return per_round(measurements, name, key)
 
     fp32_mm, bf16_mm = rates("matmul", "float32_gflops"), rates("matmul", "bfloat16_gflops")
 
@@ -214,11 +219,13 @@ def summarize(measurements, ratios):
     """Medians over the rounds: of each run's rates and CPU time, of the matmul rates and of
     each per-round ratio."""
     def med(name, key):
-        return median([m[key] for m in measurements[name] if m[key]])
+        return median(per_round(measurements, name, key))
     return {
         "median_images_per_sec": {name: med(name, "images_per_sec") for name, _ in RUNS},
-        "median_in_loop_images_per_sec": {name: med(name, "in_loop_images_per_sec")
-                                          for name, _ in RUNS},
+        # A round whose in-loop rate could not be read from the log has None.
+        "median_in_loop_images_per_sec": {
+            name: median([x for x in per_round(measurements, name, "in_loop_images_per_sec")
+                          if x]) for name, _ in RUNS},
         "median_cpu_ms_per_image": {name: med(name, "cpu_ms_per_image") for name, _ in RUNS},
         "median_matmul_gflops": {key: med("matmul", key)
                                  for key in ("float32_gflops", "bfloat16_gflops")},
@@ -229,7 +236,7 @@ def summarize(measurements, ratios):
 def table_rows(args, measurements, ratios, summary, train_flops_per_image, checks):
     """The Markdown table: rows 1-4 with median, range over the rounds, target and result."""
     def rates(name, key="images_per_sec"):
-        return [m[key] for m in measurements[name]]
+        return per_round(measurements, name, key)
 
     def pct(values):
         return [100 * x for x in values]
@@ -270,6 +277,7 @@ def diagnostics(summary, ratios, profiles, profile_steps):
     profiles read, op time per step by op type."""
     loop, cpu_ms = summary["median_in_loop_images_per_sec"], summary["median_cpu_ms_per_image"]
     rm = summary["ratio_medians"]
+
     def fmt(x, f):
         return f % x if x else "-"
     diag = [

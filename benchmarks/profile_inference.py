@@ -21,19 +21,16 @@ import os
 import sys
 import tempfile
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from inference_speed import conv_macs_by_layer  # noqa: E402
+from measuring import scaled_widths  # noqa: E402
+
 
 def conv_macs(model):
     """{conv layer name: (multiply-adds per image, the same with output channels rounded up to
     16)}."""
-    import keras
-    macs = {}
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Conv2D):
-            _, h, w, cout = layer.output.shape
-            kh, kw = layer.kernel_size
-            base = h * w * kh * kw * layer.input.shape[-1]
-            macs[layer.name] = (base * cout, base * -(-cout // 16) * 16)
-    return macs
+    plain, padded = conv_macs_by_layer(model), conv_macs_by_layer(model, 16)
+    return {name: (plain[name], padded[name]) for name in plain}
 
 
 def op_ms_per_call(logdir, calls):
@@ -124,8 +121,7 @@ def main(argv=None):
     from cifar10_prune.spec import ArchSpec
 
     dense = ArchSpec.dense("resnet20")
-    slim = ArchSpec("resnet20", {u: max(1, int(round(args.slim_fraction * w)))
-                                 for u, w in dense.widths.items()})
+    slim = ArchSpec("resnet20", scaled_widths(dense.widths, args.slim_fraction))
     images = tf.constant(np.random.default_rng(0).integers(
         0, 256, (args.batch_size, 32, 32, 3)).astype(np.uint8))
     per_op, macs = {}, {}
